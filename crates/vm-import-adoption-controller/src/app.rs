@@ -1,0 +1,239 @@
+//! The process: signals, the HTTP server, leadership, and one controller run per term
+//! of leadership. Each run starts from fresh watches and caches, so a replica that
+//! regains the Lease after losing it never acts on a stale view.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::{
+    Api, Client,
+    runtime::{
+        WatchStreamExt,
+        events::{Recorder, Reporter},
+        reflector, watcher,
+    },
+};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+use vm_import_core::contract::{FORKLIFT_VM_SELECTOR, TRACKING_CONFIGMAP_SELECTOR};
+
+use crate::{
+    cli::Args,
+    controller::{self, RunConfig, Watches, Writers},
+    http::{self, HttpState},
+    leader::{self, LeaseConfig},
+    metrics::Metrics,
+    reconcile::{Context, VmMeta},
+    resources::{Plan, Provider},
+};
+
+/// Name under which the controller reports Events and identifies itself.
+pub const CONTROLLER_NAME: &str = "vm-import-adoption-controller";
+
+/// Why the process could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No usable kubeconfig or in-cluster configuration.
+    #[error("no Kubernetes configuration: {0} (set KUBECONFIG or run in a cluster)")]
+    Config(#[source] kube::Error),
+    /// The HTTP port could not be bound.
+    #[error("cannot serve HTTP on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(args: Args) -> Result<(), AppError> {
+    let client = Client::try_default().await.map_err(AppError::Config)?;
+    match client.apiserver_version().await {
+        Ok(v) => info!(version = %v.git_version, "connected to the API server"),
+        Err(e) => warn!(error = %e, "the API server does not answer yet; watches will retry with backoff"),
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down");
+        stop_tx.send_replace(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let http_state = HttpState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .map_err(|source| AppError::Http {
+            addr: args.http_addr,
+            source,
+        })?;
+    let http = tokio::spawn(http::serve_on(listener, http_state, stopped()));
+
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("{CONTROLLER_NAME}-{}", std::process::id()));
+    let config = RunConfig {
+        concurrency: args.concurrency,
+    };
+
+    if !args.leader_election {
+        run_controller(&client, &identity, config, &metrics, &ready, first_of(stopped(), futures::future::pending())).await;
+    } else {
+        let lease = LeaseConfig {
+            namespace: args
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned()),
+            name: args.lease_name.clone(),
+            identity: identity.clone(),
+            duration: args.lease_duration,
+        };
+        info!(lease = %lease.name, namespace = %lease.namespace, identity = %identity, "competing for the Lease");
+        let leadership = tokio::select! {
+            l = leader::start(client.clone(), &lease) => Some(l),
+            () = stopped() => None,
+        };
+        if let Some(mut leadership) = leadership {
+            ready.store(true, Ordering::Relaxed);
+            loop {
+                tokio::select! {
+                    r = leadership.leading.wait_for(|l| *l) => if r.is_err() { break },
+                    () = stopped() => break,
+                }
+                info!("leading: starting the controller");
+                metrics.set_leader(true);
+                let mut leading = leadership.leading.clone();
+                let lost = async move {
+                    let _ = leading.wait_for(|l| !*l).await;
+                };
+                let stop = first_of(lost, stopped());
+                run_controller(&client, &identity, config, &metrics, &ready, stop).await;
+                metrics.set_leader(false);
+                ready.store(true, Ordering::Relaxed);
+                if *leadership.leading.borrow() {
+                    break; // stopped while still leading: shutting down
+                }
+                warn!("lost the Lease: controller stopped, waiting to lead again");
+            }
+            drop(leadership.leading);
+            match tokio::time::timeout(std::time::Duration::from_secs(5), leadership.task).await {
+                Ok(Ok(Ok(_))) => info!("released the Lease"),
+                other => warn!(?other, "could not release the Lease; it expires by itself"),
+            }
+        }
+    }
+    ready.store(false, Ordering::Relaxed);
+    if let Ok(Err(e)) = http.await {
+        error!(error = %e, "HTTP server failed");
+    }
+    Ok(())
+}
+
+async fn run_controller(
+    client: &Client,
+    identity: &str,
+    config: RunConfig,
+    metrics: &Arc<Metrics>,
+    ready: &Arc<AtomicBool>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (vm_reader, vm_writer) = reflector::store::<VmMeta>();
+    let (record_reader, record_writer) = reflector::store::<ConfigMap>();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: CONTROLLER_NAME.into(),
+            instance: Some(identity.to_owned()),
+        },
+    );
+    let ctx = Arc::new(Context::new(client.clone(), vm_reader, record_reader, metrics.clone(), recorder));
+
+    ready.store(false, Ordering::Relaxed);
+    let readiness = tokio::spawn({
+        let (ctx, ready) = (ctx.clone(), ready.clone());
+        async move {
+            ctx.wait_until_ready().await;
+            info!(plans = ctx.plans.len(), vms = ctx.vms.len(), "caches synced");
+            ready.store(true, Ordering::Relaxed);
+        }
+    });
+
+    let watches = Watches {
+        vms: watcher(
+            Api::<VmMeta>::all(client.clone()),
+            watcher::Config::default().labels(FORKLIFT_VM_SELECTOR),
+        )
+        .default_backoff(),
+        plans: watcher(Api::<Plan>::all(client.clone()), watcher::Config::default()).default_backoff(),
+        providers: watcher(Api::<Provider>::all(client.clone()), watcher::Config::default()).default_backoff(),
+        records: watcher(
+            Api::<ConfigMap>::all(client.clone()),
+            watcher::Config::default().labels(TRACKING_CONFIGMAP_SELECTOR),
+        )
+        .default_backoff(),
+    };
+    let writers = Writers {
+        vms: vm_writer,
+        records: record_writer,
+    };
+    controller::drain(controller::run(watches, writers, ctx, config, stop)).await;
+    readiness.abort();
+}
+
+/// A `Sync` future that resolves when either `a` or `b` does (the controller's
+/// shutdown trigger must be `Sync`; the futures it is made of need not be).
+fn first_of(
+    a: impl Future<Output = ()> + Send + 'static,
+    b: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + Sync + 'static {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        futures::future::select(a.boxed(), b.boxed()).await;
+        let _ = tx.send(());
+    });
+    async move {
+        let _ = rx.await;
+        task.abort();
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the controller");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,95 @@
+//! Command-line flags. Every flag has an environment-variable fallback, so the chart
+//! can configure the controller through `env:` alone.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, ValueEnum};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Adopts Forklift-imported KubeVirt VMs into Cozystack.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "vm-import-adoption-controller", version, about)]
+pub struct Args {
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "VM_IMPORT_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "VM_IMPORT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log filter, in tracing-subscriber's EnvFilter syntax.
+    #[arg(long, env = "VM_IMPORT_LOG", default_value = "info")]
+    pub log_filter: String,
+
+    /// Take a Lease before reconciling, so that only one replica acts at a time.
+    #[arg(long, env = "VM_IMPORT_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "VM_IMPORT_LEASE_NAME", default_value = "vm-import-adoption-controller")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease; defaults to the kubeconfig's (or the Pod's) namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// This replica's identity in the Lease; defaults to a random one.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, env = "VM_IMPORT_LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=600))]
+    pub lease_duration: u64,
+
+    /// How many VMs may be reconciled at once.
+    #[arg(long, env = "VM_IMPORT_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let args = Args::try_parse_from(["c"]).expect("defaults parse");
+        assert!(args.leader_election);
+        assert_eq!(args.http_addr.port(), 8080);
+        assert_eq!(args.concurrency, 32);
+        assert_eq!(args.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn flags() {
+        let args = Args::try_parse_from([
+            "c", "--leader-election=false", "--log-format", "json", "--http-addr", "127.0.0.1:9", "--concurrency", "4",
+        ])
+        .expect("parse");
+        assert!(!args.leader_election);
+        assert_eq!(args.log_format, LogFormat::Json);
+        assert_eq!(args.concurrency, 4);
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        for bad in [
+            vec!["c", "--http-addr", "nowhere"],
+            vec!["c", "--log-format", "xml"],
+            vec!["c", "--concurrency", "0"],
+            vec!["c", "--lease-duration", "1"],
+            vec!["c", "--leader-election", "maybe"],
+        ] {
+            let err = Args::try_parse_from(&bad).expect_err("rejected");
+            assert!(err.to_string().contains("invalid value"), "{bad:?}: {err}");
+        }
+    }
+}

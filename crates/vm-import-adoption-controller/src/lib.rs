@@ -1,0 +1,20 @@
+//! `vm-import-adoption-controller`: adopts the VirtualMachines that an adoption-enabled
+//! Forklift import created into Cozystack, by labelling them and recording each one in
+//! a tracking ConfigMap.
+//!
+//! The decisions live in the pure `vm-import-core` crate. This crate is the Kubernetes
+//! edge: it watches (metadata-only where it can), indexes, reconciles and writes, and it
+//! serves metrics and health. `main` only wires these together.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod controller;
+pub mod expectations;
+pub mod http;
+pub mod index;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod resources;
+pub mod writes;

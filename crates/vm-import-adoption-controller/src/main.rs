@@ -1,0 +1,36 @@
+//! Entry point: parse flags, set up logging, run. Everything else lives in the library.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::{EnvFilter, fmt};
+use vm_import_adoption_controller::{
+    app,
+    cli::{Args, LogFormat},
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = match EnvFilter::try_new(&args.log_filter) {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("error: invalid --log-filter {:?}: {e}", args.log_filter);
+            return ExitCode::from(2);
+        }
+    };
+    let subscriber = fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Json => subscriber.json().init(),
+        LogFormat::Text => subscriber.init(),
+    }
+    match app::run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
