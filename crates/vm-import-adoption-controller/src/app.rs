@@ -95,7 +95,15 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     };
 
     if !args.leader_election {
-        run_controller(&client, &identity, config, &metrics, &ready, first_of(stopped(), futures::future::pending())).await;
+        run_controller(
+            &client,
+            &identity,
+            config,
+            &metrics,
+            &ready,
+            first_of(stopped(), futures::future::pending()),
+        )
+        .await;
     } else {
         let lease = LeaseConfig {
             namespace: args
@@ -164,7 +172,13 @@ async fn run_controller(
             instance: Some(identity.to_owned()),
         },
     );
-    let ctx = Arc::new(Context::new(client.clone(), vm_reader, record_reader, metrics.clone(), recorder));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        vm_reader,
+        record_reader,
+        metrics.clone(),
+        recorder,
+    ));
 
     ready.store(false, Ordering::Relaxed);
     let readiness = tokio::spawn({

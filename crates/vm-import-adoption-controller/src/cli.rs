@@ -71,7 +71,14 @@ mod tests {
     #[test]
     fn flags() {
         let args = Args::try_parse_from([
-            "c", "--leader-election=false", "--log-format", "json", "--http-addr", "127.0.0.1:9", "--concurrency", "4",
+            "c",
+            "--leader-election=false",
+            "--log-format",
+            "json",
+            "--http-addr",
+            "127.0.0.1:9",
+            "--concurrency",
+            "4",
         ])
         .expect("parse");
         assert!(!args.leader_election);

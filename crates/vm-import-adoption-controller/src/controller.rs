@@ -96,10 +96,17 @@ pub fn vms_of_plan(vms: &kube::runtime::reflector::Store<VmMeta>, plan: &Plan) -
     let Some(uid) = plan.metadata.uid.as_deref() else {
         return Vec::new();
     };
-    vms.state_filter(|vm| vm.metadata.labels.as_ref().and_then(|l| l.get(FORKLIFT_PLAN_UID)).map(String::as_str) == Some(uid))
-        .iter()
-        .map(|vm| ObjectRef::from_obj(vm.as_ref()))
-        .collect()
+    vms.state_filter(|vm| {
+        vm.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(FORKLIFT_PLAN_UID))
+            .map(String::as_str)
+            == Some(uid)
+    })
+    .iter()
+    .map(|vm| ObjectRef::from_obj(vm.as_ref()))
+    .collect()
 }
 
 fn clear_expectations<K: Resource>(ctx: &Context, event: &watcher::Event<K>, key: fn(&str, &str) -> String) {
@@ -147,7 +154,10 @@ where
     };
     let providers = {
         let index = ctx.providers.clone();
-        watches.providers.inspect_ok(move |ev| index.apply(ev)).applied_objects()
+        watches
+            .providers
+            .inspect_ok(move |ev| index.apply(ev))
+            .applied_objects()
     };
     let records = {
         let ctx = ctx.clone();

@@ -64,7 +64,10 @@ mod tests {
         assert!(e.cache_is_stale("cm/ns/a", None), "cache still shows the object absent");
         assert!(!e.cache_is_stale("cm/ns/a", Some("12")), "cache already moved on");
         e.observed("cm/ns/a");
-        assert!(!e.cache_is_stale("cm/ns/a", None), "a deletion after the write is seen as such");
+        assert!(
+            !e.cache_is_stale("cm/ns/a", None),
+            "a deletion after the write is seen as such"
+        );
         assert!(e.is_empty());
     }
 

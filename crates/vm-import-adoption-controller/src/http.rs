@@ -1,11 +1,9 @@
 //! The HTTP server: `/metrics` (Prometheus text), `/healthz` (the process is serving)
 //! and `/readyz` (standing by for the Lease, or leading with complete caches).
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
 };
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
@@ -32,7 +30,10 @@ pub fn router(state: HttpState) -> Router {
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     (
-        [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }
@@ -51,7 +52,9 @@ pub async fn serve_on(
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -72,9 +75,13 @@ mod tests {
         let get = |path: &'static str| async move {
             let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
             let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            tokio::io::AsyncWriteExt::write_all(&mut stream, req.as_bytes()).await.expect("write");
+            tokio::io::AsyncWriteExt::write_all(&mut stream, req.as_bytes())
+                .await
+                .expect("write");
             let mut out = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut out).await.expect("read");
+            tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut out)
+                .await
+                .expect("read");
             out
         };
         assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));

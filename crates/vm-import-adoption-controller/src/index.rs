@@ -61,7 +61,10 @@ impl Indexed for Provider {
     type Value = Option<String>;
 
     fn index_key(&self) -> Option<String> {
-        Some(namespaced_key(self.metadata.namespace.as_deref()?, self.metadata.name.as_deref()?))
+        Some(namespaced_key(
+            self.metadata.namespace.as_deref()?,
+            self.metadata.name.as_deref()?,
+        ))
     }
 
     fn index_value(&self) -> Option<String> {
@@ -195,7 +198,10 @@ mod tests {
         index.apply(&watcher::Event::Apply(plan("stale", "true")));
         index.apply(&watcher::Event::Init);
         index.apply(&watcher::Event::InitApply(plan("u1", "true")));
-        assert!(index.get("stale").is_some(), "old contents stay until the relist is complete");
+        assert!(
+            index.get("stale").is_some(),
+            "old contents stay until the relist is complete"
+        );
         assert!(index.get("u1").is_none());
         index.apply(&watcher::Event::InitDone);
         assert!(index.is_ready());
@@ -226,7 +232,10 @@ mod tests {
             status: Value::Null,
         };
         index.apply(&watcher::Event::Apply(provider(json!("vsphere"))));
-        assert_eq!(index.get("tenant-a/vcenter").as_deref(), Some(&Some("vsphere".to_owned())));
+        assert_eq!(
+            index.get("tenant-a/vcenter").as_deref(),
+            Some(&Some("vsphere".to_owned()))
+        );
         index.apply(&watcher::Event::Apply(provider(json!(5))));
         assert_eq!(index.get("tenant-a/vcenter").as_deref(), Some(&None));
     }

@@ -93,11 +93,27 @@ impl Default for Metrics {
         let duration = Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
         let writes = Family::<WriteLabel, Counter>::default();
         let leader = Gauge::default();
-        registry.register("reconciles", "Reconciles of imported VMs, by result", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles of imported VMs, by result",
+            reconciles.clone(),
+        );
         registry.register("adoptions", "VMs adopted (labelled) by this process", adoptions.clone());
-        registry.register("refusals", "Reconciles that found a VM ineligible, by reason", refusals.clone());
-        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
-        registry.register("api_writes", "API write requests issued, by kind and outcome", writes.clone());
+        registry.register(
+            "refusals",
+            "Reconciles that found a VM ineligible, by reason",
+            refusals.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            duration.clone(),
+        );
+        registry.register(
+            "api_writes",
+            "API write requests issued, by kind and outcome",
+            writes.clone(),
+        );
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
         Self {
             registry,

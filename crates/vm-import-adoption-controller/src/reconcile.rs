@@ -215,9 +215,15 @@ async fn reconcile_inner(vm: &VmMeta, ctx: &Context) -> Result<Outcome, Error> {
     let (namespace, name) = (imported.namespace.as_str(), imported.name.as_str());
     let record_name = format!("{}{}", vm_import_core::contract::TRACKING_CONFIGMAP_PREFIX, name);
     let cached_record = ctx.records.get(&ObjectRef::new(&record_name).within(namespace));
-    let cached_record_rv = cached_record.as_ref().and_then(|cm| cm.metadata.resource_version.clone());
-    if ctx.expectations.cache_is_stale(&vm_key(namespace, name), vm.metadata.resource_version.as_deref())
-        || ctx.expectations.cache_is_stale(&record_key(namespace, &record_name), cached_record_rv.as_deref())
+    let cached_record_rv = cached_record
+        .as_ref()
+        .and_then(|cm| cm.metadata.resource_version.clone());
+    if ctx
+        .expectations
+        .cache_is_stale(&vm_key(namespace, name), vm.metadata.resource_version.as_deref())
+        || ctx
+            .expectations
+            .cache_is_stale(&record_key(namespace, &record_name), cached_record_rv.as_deref())
     {
         debug!("cache predates our own write; its watch event will trigger the next reconcile");
         return Ok(Outcome::Settled);
@@ -231,7 +237,13 @@ async fn reconcile_inner(vm: &VmMeta, ctx: &Context) -> Result<Outcome, Error> {
         .and_then(|t| t.as_ref().clone());
     let existing = cached_record.as_deref().map(existing_record);
     let now = (ctx.clock)();
-    match decide(&imported, plan.as_deref(), provider_type.as_deref(), existing.as_ref(), &now) {
+    match decide(
+        &imported,
+        plan.as_deref(),
+        provider_type.as_deref(),
+        existing.as_ref(),
+        &now,
+    ) {
         Decision::Settled => Ok(Outcome::Settled),
         Decision::Ineligible(why) => {
             ctx.metrics.refused(why.reason());
@@ -252,8 +264,10 @@ async fn reconcile_inner(vm: &VmMeta, ctx: &Context) -> Result<Outcome, Error> {
                     name: record.name.clone(),
                     source,
                 })?;
-                ctx.expectations
-                    .wrote(&record_key(&record.namespace, &record.name), cached_record_rv.as_deref());
+                ctx.expectations.wrote(
+                    &record_key(&record.namespace, &record.name),
+                    cached_record_rv.as_deref(),
+                );
             }
             let Some(labels) = labels else {
                 info!("restored tracking ConfigMap {record_name}");

@@ -59,7 +59,10 @@ pub async fn apply_vm_labels(
 ) -> Result<Option<PartialObjectMeta<VirtualMachine>>, kube::Error> {
     let api: Api<VirtualMachine> = Api::namespaced(client.clone(), namespace);
     let params = PatchParams::apply(LABELS_MANAGER).force();
-    match api.patch_metadata(name, &params, &Patch::Apply(vm_labels_body(name, labels))).await {
+    match api
+        .patch_metadata(name, &params, &Patch::Apply(vm_labels_body(name, labels)))
+        .await
+    {
         Ok(meta) => Ok(Some(meta)),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
         Err(e) => Err(e),
@@ -70,5 +73,6 @@ pub async fn apply_vm_labels(
 pub async fn apply_record(client: &Client, record: &TrackingRecord) -> Result<ConfigMap, kube::Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &record.namespace);
     let params = PatchParams::apply(RECORD_MANAGER).force();
-    api.patch(&record.name, &params, &Patch::Apply(record_body(record))).await
+    api.patch(&record.name, &params, &Patch::Apply(record_body(record)))
+        .await
 }

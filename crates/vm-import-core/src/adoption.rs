@@ -80,8 +80,10 @@ mod tests {
     #[test]
     fn fresh_adoption_writes_record_then_labels() {
         let plan = eligible_plan();
-        let Decision::Write { record: Some(record), labels: Some(labels) } =
-            decide(&forklift_vm(), Some(&plan), Some("vsphere"), None, NOW)
+        let Decision::Write {
+            record: Some(record),
+            labels: Some(labels),
+        } = decide(&forklift_vm(), Some(&plan), Some("vsphere"), None, NOW)
         else {
             panic!("expected both writes");
         };
@@ -93,12 +95,24 @@ mod tests {
     fn finished_adoption_is_settled() {
         let plan = eligible_plan();
         let mut vm = forklift_vm();
-        let Decision::Write { record: Some(record), .. } = decide(&vm, Some(&plan), Some("vsphere"), None, NOW) else {
+        let Decision::Write {
+            record: Some(record), ..
+        } = decide(&vm, Some(&plan), Some("vsphere"), None, NOW)
+        else {
             panic!("expected a record");
         };
         vm.labels.extend(desired_vm_labels("import-1"));
         let existing = existing_for(&record);
-        assert_eq!(decide(&vm, Some(&plan), Some("vsphere"), Some(&existing), "2030-01-01T00:00:00Z"), Decision::Settled);
+        assert_eq!(
+            decide(
+                &vm,
+                Some(&plan),
+                Some("vsphere"),
+                Some(&existing),
+                "2030-01-01T00:00:00Z"
+            ),
+            Decision::Settled
+        );
     }
 
     #[test]
@@ -108,7 +122,10 @@ mod tests {
         vm.labels.extend(desired_vm_labels("import-1"));
         assert!(matches!(
             decide(&vm, Some(&plan), Some("vsphere"), None, NOW),
-            Decision::Write { record: Some(_), labels: None }
+            Decision::Write {
+                record: Some(_),
+                labels: None
+            }
         ));
     }
 
@@ -116,7 +133,10 @@ mod tests {
     fn removed_label_is_repaired_without_rewriting_record() {
         let plan = eligible_plan();
         let mut vm = forklift_vm();
-        let Decision::Write { record: Some(record), .. } = decide(&vm, Some(&plan), Some("vsphere"), None, NOW) else {
+        let Decision::Write {
+            record: Some(record), ..
+        } = decide(&vm, Some(&plan), Some("vsphere"), None, NOW)
+        else {
             panic!("expected a record");
         };
         vm.labels.extend(desired_vm_labels("import-1"));
@@ -143,7 +163,13 @@ mod tests {
     #[test]
     fn ineligible_vm_gets_no_write() {
         let disabled = plan_with(&[], serde_json::json!({}), serde_json::Value::Null);
-        assert!(matches!(decide(&forklift_vm(), Some(&disabled), None, None, NOW), Decision::Ineligible(_)));
-        assert!(matches!(decide(&forklift_vm(), None, None, None, NOW), Decision::Ineligible(_)));
+        assert!(matches!(
+            decide(&forklift_vm(), Some(&disabled), None, None, NOW),
+            Decision::Ineligible(_)
+        ));
+        assert!(matches!(
+            decide(&forklift_vm(), None, None, None, NOW),
+            Decision::Ineligible(_)
+        ));
     }
 }

@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    contract::{FORKLIFT_PLAN_NAME, FORKLIFT_PLAN_NAMESPACE, FORKLIFT_PLAN_UID, FORKLIFT_VM_ID, TRACKING_CONFIGMAP_PREFIX},
+    contract::{
+        FORKLIFT_PLAN_NAME, FORKLIFT_PLAN_NAMESPACE, FORKLIFT_PLAN_UID, FORKLIFT_VM_ID, TRACKING_CONFIGMAP_PREFIX,
+    },
     names::{is_dns1123_subdomain, is_label_value},
     plan::{PlanError, PlanFacts},
 };
@@ -95,7 +97,9 @@ pub enum Ineligible {
         error: PlanError,
     },
     /// The VM is not in the namespace the import targets: a tenant-isolation violation.
-    #[error("the VM is in namespace {namespace:?} but its Plan's {source_field} is {expected:?}; refusing to adopt across namespaces")]
+    #[error(
+        "the VM is in namespace {namespace:?} but its Plan's {source_field} is {expected:?}; refusing to adopt across namespaces"
+    )]
     NamespaceMismatch {
         /// The VM's namespace.
         namespace: String,
@@ -191,13 +195,22 @@ pub struct Eligible<'p> {
 
 /// Applies the rules to `vm`, whose Plan (looked up by the VM's `plan` UID) is `plan`.
 pub fn evaluate<'p>(vm: &ImportedVm, plan: Option<&'p PlanFacts>) -> Result<Eligible<'p>, Ineligible> {
-    let plan_uid = vm.plan_uid().ok_or(Ineligible::NotImported { label: FORKLIFT_PLAN_UID })?;
-    let vm_id = vm.source_vm_id().ok_or(Ineligible::NotImported { label: FORKLIFT_VM_ID })?;
+    let plan_uid = vm.plan_uid().ok_or(Ineligible::NotImported {
+        label: FORKLIFT_PLAN_UID,
+    })?;
+    let vm_id = vm
+        .source_vm_id()
+        .ok_or(Ineligible::NotImported { label: FORKLIFT_VM_ID })?;
     let plan = plan
         .filter(|p| p.uid == plan_uid)
-        .ok_or_else(|| Ineligible::PlanNotFound { uid: plan_uid.to_owned() })?;
+        .ok_or_else(|| Ineligible::PlanNotFound {
+            uid: plan_uid.to_owned(),
+        })?;
 
-    for (label, actual) in [(FORKLIFT_PLAN_NAME, &plan.name), (FORKLIFT_PLAN_NAMESPACE, &plan.namespace)] {
+    for (label, actual) in [
+        (FORKLIFT_PLAN_NAME, &plan.name),
+        (FORKLIFT_PLAN_NAMESPACE, &plan.namespace),
+    ] {
         if let Some(value) = vm.label(label).filter(|v| *v != actual.as_str()) {
             return Err(Ineligible::PlanLabelsInconsistent {
                 label,
@@ -241,7 +254,9 @@ pub fn evaluate<'p>(vm: &ImportedVm, plan: Option<&'p PlanFacts>) -> Result<Elig
         .as_ref()
         .map_err(malformed)?
         .get(vm_id)
-        .ok_or_else(|| Ineligible::NotInPlanStatus { vm_id: vm_id.to_owned() })?
+        .ok_or_else(|| Ineligible::NotInPlanStatus {
+            vm_id: vm_id.to_owned(),
+        })?
         .as_ref()
         .map_err(malformed)?;
     if let Some(error) = &entry.error {
@@ -296,7 +311,15 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn forklift_vm() -> ImportedVm {
-        vm("tenant-a", &[("plan", "plan-uid"), ("vmID", "vm-42"), ("migration", "mig-uid"), ("resource", "vm-config")])
+        vm(
+            "tenant-a",
+            &[
+                ("plan", "plan-uid"),
+                ("vmID", "vm-42"),
+                ("migration", "mig-uid"),
+                ("resource", "vm-config"),
+            ],
+        )
     }
 
     fn succeeded() -> Value {
@@ -311,7 +334,10 @@ pub(crate) mod tests {
 
     pub(crate) fn eligible_plan() -> PlanFacts {
         plan_with(
-            &[(ANNOTATION_ADOPTION_ENABLED, "true"), (ANNOTATION_TARGET_NAMESPACE, "tenant-a")],
+            &[
+                (ANNOTATION_ADOPTION_ENABLED, "true"),
+                (ANNOTATION_TARGET_NAMESPACE, "tenant-a"),
+            ],
             json!({"targetNamespace": "tenant-a", "provider": {"source": {"name": "vcenter"}}}),
             succeeded(),
         )
@@ -346,9 +372,18 @@ pub(crate) mod tests {
     #[test]
     fn missing_forklift_labels() {
         let plan = eligible_plan();
-        assert_eq!(reason(&vm("tenant-a", &[("vmID", "vm-42")]), Some(&plan)), "not_imported");
-        assert_eq!(reason(&vm("tenant-a", &[("plan", "plan-uid")]), Some(&plan)), "not_imported");
-        assert_eq!(reason(&vm("tenant-a", &[("plan", ""), ("vmID", "vm-42")]), Some(&plan)), "not_imported");
+        assert_eq!(
+            reason(&vm("tenant-a", &[("vmID", "vm-42")]), Some(&plan)),
+            "not_imported"
+        );
+        assert_eq!(
+            reason(&vm("tenant-a", &[("plan", "plan-uid")]), Some(&plan)),
+            "not_imported"
+        );
+        assert_eq!(
+            reason(&vm("tenant-a", &[("plan", ""), ("vmID", "vm-42")]), Some(&plan)),
+            "not_imported"
+        );
     }
 
     #[test]
@@ -372,7 +407,11 @@ pub(crate) mod tests {
 
     #[test]
     fn adoption_not_enabled() {
-        for ann in [&[][..], &[(ANNOTATION_ADOPTION_ENABLED, "false")][..], &[(ANNOTATION_ADOPTION_ENABLED, "True")][..]] {
+        for ann in [
+            &[][..],
+            &[(ANNOTATION_ADOPTION_ENABLED, "false")][..],
+            &[(ANNOTATION_ADOPTION_ENABLED, "True")][..],
+        ] {
             let plan = plan_with(ann, json!({}), succeeded());
             let err = evaluate(&forklift_vm(), Some(&plan)).expect_err("disabled");
             assert_eq!(err.reason(), "adoption_not_enabled");
@@ -382,7 +421,11 @@ pub(crate) mod tests {
 
     #[test]
     fn vm_outside_spec_target_namespace_is_refused_with_warning() {
-        let plan = plan_with(&[(ANNOTATION_ADOPTION_ENABLED, "true")], json!({"targetNamespace": "tenant-b"}), succeeded());
+        let plan = plan_with(
+            &[(ANNOTATION_ADOPTION_ENABLED, "true")],
+            json!({"targetNamespace": "tenant-b"}),
+            succeeded(),
+        );
         let err = evaluate(&forklift_vm(), Some(&plan)).expect_err("mismatch");
         assert_eq!(err.reason(), "namespace_mismatch");
         assert!(err.warrants_warning());
@@ -393,7 +436,10 @@ pub(crate) mod tests {
     #[test]
     fn vm_outside_annotated_target_namespace_is_refused_with_warning() {
         let plan = plan_with(
-            &[(ANNOTATION_ADOPTION_ENABLED, "true"), (ANNOTATION_TARGET_NAMESPACE, "tenant-b")],
+            &[
+                (ANNOTATION_ADOPTION_ENABLED, "true"),
+                (ANNOTATION_TARGET_NAMESPACE, "tenant-b"),
+            ],
             json!({"targetNamespace": "tenant-a"}),
             succeeded(),
         );
@@ -408,12 +454,24 @@ pub(crate) mod tests {
         let cases = [
             (json!(null), "not_in_plan_status"),
             (json!({"migration": {"vms": [{"id": "other"}]}}), "not_in_plan_status"),
-            (json!({"migration": {"vms": [{"id": "vm-42", "phase": "CreateVM"}]}}), "migration_not_succeeded"),
-            (json!({"migration": {"vms": [{"id": "vm-42", "phase": "Completed"}]}}), "migration_not_succeeded"),
-            (json!({"migration": {"vms": [{"id": "vm-42", "phase": "Completed",
-                "conditions": [{"type": "Succeeded", "status": "True"}], "error": {"reasons": ["x"]}}]}}), "migration_failed"),
+            (
+                json!({"migration": {"vms": [{"id": "vm-42", "phase": "CreateVM"}]}}),
+                "migration_not_succeeded",
+            ),
+            (
+                json!({"migration": {"vms": [{"id": "vm-42", "phase": "Completed"}]}}),
+                "migration_not_succeeded",
+            ),
+            (
+                json!({"migration": {"vms": [{"id": "vm-42", "phase": "Completed",
+                "conditions": [{"type": "Succeeded", "status": "True"}], "error": {"reasons": ["x"]}}]}}),
+                "migration_failed",
+            ),
             (json!({"migration": {"vms": "nope"}}), "plan_malformed"),
-            (json!({"migration": {"vms": [{"id": "vm-42", "phase": []}]}}), "plan_malformed"),
+            (
+                json!({"migration": {"vms": [{"id": "vm-42", "phase": []}]}}),
+                "plan_malformed",
+            ),
         ];
         for (status, expected) in cases {
             let plan = plan_with(&enabled, json!({}), status.clone());
@@ -433,7 +491,11 @@ pub(crate) mod tests {
 
     #[test]
     fn malformed_target_namespace() {
-        let plan = plan_with(&[(ANNOTATION_ADOPTION_ENABLED, "true")], json!({"targetNamespace": ["x"]}), succeeded());
+        let plan = plan_with(
+            &[(ANNOTATION_ADOPTION_ENABLED, "true")],
+            json!({"targetNamespace": ["x"]}),
+            succeeded(),
+        );
         let err = evaluate(&forklift_vm(), Some(&plan)).expect_err("malformed");
         assert_eq!(err.reason(), "plan_malformed");
         assert!(err.warrants_warning());

@@ -22,4 +22,6 @@ pub mod tracking;
 pub use adoption::{Decision, decide};
 pub use eligibility::{Eligible, ImportedVm, Ineligible, evaluate};
 pub use plan::{PlanError, PlanFacts, ProviderRef, VmMigration};
-pub use tracking::{ExistingRecord, TrackingRecord, desired_vm_labels, is_adopted, missing_vm_labels, source_type_from_provider};
+pub use tracking::{
+    ExistingRecord, TrackingRecord, desired_vm_labels, is_adopted, missing_vm_labels, source_type_from_provider,
+};

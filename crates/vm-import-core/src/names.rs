@@ -14,7 +14,9 @@ pub fn is_label_value(value: &str) -> bool {
     }
     let bytes = value.as_bytes();
     value.len() <= MAX_LABEL_VALUE
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
@@ -26,7 +28,8 @@ pub fn is_dns1123_subdomain(name: &str) -> bool {
         && name.split('.').all(|part| {
             let b = part.as_bytes();
             !b.is_empty()
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
                 && b.first().is_some_and(|c| c.is_ascii_alphanumeric())
                 && b.last().is_some_and(|c| c.is_ascii_alphanumeric())
         })

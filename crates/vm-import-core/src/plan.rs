@@ -100,8 +100,7 @@ impl PlanFacts {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             uid: uid.to_owned(),
-            adoption_enabled: annotations.get(ANNOTATION_ADOPTION_ENABLED).map(String::as_str)
-                == Some("true"),
+            adoption_enabled: annotations.get(ANNOTATION_ADOPTION_ENABLED).map(String::as_str) == Some("true"),
             annotated_target_namespace: annotations.get(ANNOTATION_TARGET_NAMESPACE).cloned(),
             target_namespace: parse_target_namespace(namespace, spec),
             source_provider: parse_source_provider(namespace, spec),
@@ -247,7 +246,15 @@ mod tests {
 
     #[test]
     fn adoption_enabled_only_for_exact_true() {
-        for (value, expected) in [("true", true), ("True", false), ("TRUE", false), ("yes", false), ("", false), ("1", false), (" true", false)] {
+        for (value, expected) in [
+            ("true", true),
+            ("True", false),
+            ("TRUE", false),
+            ("yes", false),
+            ("", false),
+            ("1", false),
+            (" true", false),
+        ] {
             let facts = parse(json!({}), Value::Null, &[(ANNOTATION_ADOPTION_ENABLED, value)]);
             assert_eq!(facts.adoption_enabled, expected, "value {value:?}");
         }
@@ -256,9 +263,18 @@ mod tests {
 
     #[test]
     fn target_namespace_defaults_to_plan_namespace() {
-        assert_eq!(parse(json!({}), Value::Null, &[]).target_namespace, Ok("tenant-a".into()));
-        assert_eq!(parse(json!({"targetNamespace": ""}), Value::Null, &[]).target_namespace, Ok("tenant-a".into()));
-        assert_eq!(parse(json!({"targetNamespace": "tenant-b"}), Value::Null, &[]).target_namespace, Ok("tenant-b".into()));
+        assert_eq!(
+            parse(json!({}), Value::Null, &[]).target_namespace,
+            Ok("tenant-a".into())
+        );
+        assert_eq!(
+            parse(json!({"targetNamespace": ""}), Value::Null, &[]).target_namespace,
+            Ok("tenant-a".into())
+        );
+        assert_eq!(
+            parse(json!({"targetNamespace": "tenant-b"}), Value::Null, &[]).target_namespace,
+            Ok("tenant-b".into())
+        );
         assert_eq!(
             parse(json!({"targetNamespace": 7}), Value::Null, &[]).target_namespace,
             Err(PlanError::TargetNamespaceNotString)
@@ -276,11 +292,27 @@ mod tests {
         let facts = parse(json!({"provider": {"source": {"name": "vcenter"}}}), Value::Null, &[]);
         assert_eq!(
             facts.source_provider,
-            Some(ProviderRef { namespace: "tenant-a".into(), name: "vcenter".into() })
+            Some(ProviderRef {
+                namespace: "tenant-a".into(),
+                name: "vcenter".into()
+            })
         );
-        let facts = parse(json!({"provider": {"source": {"name": "vc", "namespace": "infra"}}}), Value::Null, &[]);
-        assert_eq!(facts.source_provider, Some(ProviderRef { namespace: "infra".into(), name: "vc".into() }));
-        assert_eq!(parse(json!({"provider": {"source": {}}}), Value::Null, &[]).source_provider, None);
+        let facts = parse(
+            json!({"provider": {"source": {"name": "vc", "namespace": "infra"}}}),
+            Value::Null,
+            &[],
+        );
+        assert_eq!(
+            facts.source_provider,
+            Some(ProviderRef {
+                namespace: "infra".into(),
+                name: "vc".into()
+            })
+        );
+        assert_eq!(
+            parse(json!({"provider": {"source": {}}}), Value::Null, &[]).source_provider,
+            None
+        );
         assert_eq!(parse(json!({"provider": "x"}), Value::Null, &[]).source_provider, None);
     }
 
@@ -318,13 +350,24 @@ mod tests {
     fn error_is_described() {
         let entry = json!({"id": "v", "error": {"phase": "CopyDisks", "reasons": ["disk gone", "retry"]}});
         let facts = parse(json!({}), json!({"migration": {"vms": [entry]}}), &[]);
-        let parsed = facts.migration.expect("ok").remove("v").expect("entry").expect("parsed");
+        let parsed = facts
+            .migration
+            .expect("ok")
+            .remove("v")
+            .expect("entry")
+            .expect("parsed");
         assert_eq!(parsed.error.as_deref(), Some("CopyDisks: disk gone; retry"));
     }
 
     #[test]
     fn missing_status_parts_mean_nothing_finished() {
-        for status in [Value::Null, json!({}), json!({"migration": null}), json!({"migration": {}}), json!({"migration": {"vms": null}})] {
+        for status in [
+            Value::Null,
+            json!({}),
+            json!({"migration": null}),
+            json!({"migration": {}}),
+            json!({"migration": {"vms": null}}),
+        ] {
             assert_eq!(parse(json!({}), status, &[]).migration, Ok(BTreeMap::new()));
         }
     }
@@ -334,9 +377,18 @@ mod tests {
         let cases = [
             (json!("bad"), "status is not an object"),
             (json!({"migration": []}), "status.migration is not an object"),
-            (json!({"migration": {"vms": "oops"}}), "status.migration.vms is not an array"),
-            (json!({"migration": {"vms": [{"name": "web"}]}}), "status.migration.vms[0] has no id"),
-            (json!({"migration": {"vms": [{"id": "a"}, {"id": "a"}]}}), "status.migration.vms has two entries for id \"a\""),
+            (
+                json!({"migration": {"vms": "oops"}}),
+                "status.migration.vms is not an array",
+            ),
+            (
+                json!({"migration": {"vms": [{"name": "web"}]}}),
+                "status.migration.vms[0] has no id",
+            ),
+            (
+                json!({"migration": {"vms": [{"id": "a"}, {"id": "a"}]}}),
+                "status.migration.vms has two entries for id \"a\"",
+            ),
         ];
         for (status, message) in cases {
             let err = parse(json!({}), status, &[]).migration.expect_err("malformed");

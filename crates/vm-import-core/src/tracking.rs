@@ -129,7 +129,10 @@ impl TrackingRecord {
             (keys::SOURCE_PLAN_UID, plan.uid.clone()),
             (keys::SOURCE_VM_ID, eligible.source_vm_id.clone()),
             (keys::SOURCE_TYPE, source_type),
-            (keys::ADOPTED_AT, kept(keys::ADOPTED_AT).unwrap_or_else(|| now.to_owned())),
+            (
+                keys::ADOPTED_AT,
+                kept(keys::ADOPTED_AT).unwrap_or_else(|| now.to_owned()),
+            ),
             (keys::MANAGEMENT_ENDPOINT, "kubectl".to_owned()),
         ];
         let labels = [
@@ -161,7 +164,10 @@ impl TrackingRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eligibility::{evaluate, tests::{eligible_plan, forklift_vm}};
+    use crate::eligibility::{
+        evaluate,
+        tests::{eligible_plan, forklift_vm},
+    };
 
     const NOW: &str = "2026-11-24T10:00:00Z";
 
@@ -228,7 +234,14 @@ mod tests {
             ]
         );
         let labels: Vec<&str> = r.labels.keys().map(String::as_str).collect();
-        assert_eq!(labels, vec!["cozystack.io/type", "vm-import.cozystack.io/plan-name", "vm-import.cozystack.io/vm-name"]);
+        assert_eq!(
+            labels,
+            vec![
+                "cozystack.io/type",
+                "vm-import.cozystack.io/plan-name",
+                "vm-import.cozystack.io/vm-name"
+            ]
+        );
         assert_eq!(r.labels["cozystack.io/type"], "adopted-vm");
     }
 

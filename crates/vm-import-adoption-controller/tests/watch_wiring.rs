@@ -1,0 +1,330 @@
+//! The controller's triggers, driven through the production wiring by in-memory watch
+//! streams: which events reconcile which VMs, and which do not.
+
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use futures::channel::mpsc::{UnboundedSender, unbounded};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::watcher;
+use serde_json::json;
+use support::*;
+use tokio::sync::oneshot;
+use vm_import_adoption_controller::{
+    controller::{self, RunConfig, Watches, Writers},
+    metrics::{Metrics, Outcome},
+    reconcile::{Context, VmMeta},
+    resources::{Plan, Provider},
+};
+
+const NS: &str = "tenant-a";
+
+type Tx<K> = UnboundedSender<Result<watcher::Event<K>, watcher::Error>>;
+
+struct Running {
+    vms: Tx<VmMeta>,
+    plans: Tx<Plan>,
+    providers: Tx<Provider>,
+    records: Tx<ConfigMap>,
+    api: MockApi,
+    ctx: Arc<Context>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn send<K>(tx: &Tx<K>, event: watcher::Event<K>) {
+    tx.unbounded_send(Ok(event)).expect("controller is running");
+}
+
+impl Running {
+    fn start() -> Self {
+        let (client, api) = MockApi::start();
+        let (ctx, vm_writer, record_writer) = context(client);
+        let ctx = Arc::new(ctx);
+        let (vms, vms_rx) = unbounded();
+        let (plans, plans_rx) = unbounded();
+        let (providers, providers_rx) = unbounded();
+        let (records, records_rx) = unbounded();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let stream = controller::run(
+            Watches {
+                vms: vms_rx,
+                plans: plans_rx,
+                providers: providers_rx,
+                records: records_rx,
+            },
+            Writers {
+                vms: vm_writer,
+                records: record_writer,
+            },
+            ctx.clone(),
+            RunConfig { concurrency: 4 },
+            async move {
+                let _ = stop_rx.await;
+            },
+        );
+        let task = tokio::spawn(controller::drain(stream));
+        Running {
+            vms,
+            plans,
+            providers,
+            records,
+            api,
+            ctx,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.ctx.metrics
+    }
+
+    fn list_all(&self, vms: Vec<VmMeta>, plans: Vec<Plan>, providers: Vec<Provider>, records: Vec<ConfigMap>) {
+        list(vms).for_each(|e| send(&self.vms, e));
+        list(plans).for_each(|e| send(&self.plans, e));
+        list(providers).for_each(|e| send(&self.providers, e));
+        list(records).for_each(|e| send(&self.records, e));
+    }
+
+    fn total_reconciles(&self) -> u64 {
+        [
+            Outcome::Adopted,
+            Outcome::Repaired,
+            Outcome::Settled,
+            Outcome::Ineligible,
+            Outcome::Error,
+        ]
+        .into_iter()
+        .map(|o| self.metrics().reconciles(o))
+        .sum()
+    }
+
+    async fn wait_reconciles(&self, n: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.total_reconciles() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {n} reconciles; got {}",
+                self.total_reconciles()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Lets every queued event be processed, then checks nothing more was reconciled.
+    async fn assert_quiet(&self, reconciles: u64, writes: usize) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(self.total_reconciles(), reconciles, "unexpected reconcile");
+        assert_eq!(
+            self.api.writes().len(),
+            writes,
+            "unexpected write: {:#?}",
+            self.api.writes()
+        );
+    }
+
+    /// Feeds the controller's own writes back as the watch would.
+    fn echo_writes(&self, vm_labels_from: VmMeta) {
+        for w in self.api.writes() {
+            if w.path.contains("/configmaps/") {
+                send(&self.records, watcher::Event::Apply(record_from_apply(&w.body)));
+            } else if w.path.contains("/virtualmachines/") {
+                let mut v = vm_labels_from.clone();
+                let labels = v.metadata.labels.get_or_insert_default();
+                for (k, val) in w.body["metadata"]["labels"].as_object().unwrap() {
+                    labels.insert(k.clone(), val.as_str().unwrap().to_owned());
+                }
+                v.metadata.resource_version = Some("1000".into());
+                send(&self.vms, watcher::Event::Apply(v));
+            }
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("graceful stop")
+            .expect("task");
+    }
+}
+
+#[tokio::test]
+async fn plan_status_flip_adopts_its_vms_and_only_them() {
+    let r = Running::start();
+    let web = vm(NS, "web", forklift_labels("plan-a", "vm-1"));
+    let db = vm(NS, "db", forklift_labels("plan-a", "vm-2"));
+    let other = vm(NS, "other", forklift_labels("plan-b", "vm-9"));
+    r.list_all(
+        vec![web.clone(), db.clone(), other.clone()],
+        vec![
+            plan(NS, "import-a", "plan-a", running_status(&["vm-1", "vm-2"])),
+            plan(NS, "import-b", "plan-b", running_status(&["vm-9"])),
+        ],
+        vec![provider(NS, "vcenter", "vsphere")],
+        vec![],
+    );
+    r.wait_reconciles(3).await;
+    r.assert_quiet(3, 0).await;
+
+    let mut done = plan(NS, "import-a", "plan-a", succeeded_status(&["vm-1", "vm-2"]));
+    done.metadata.resource_version = Some("2".into());
+    send(&r.plans, watcher::Event::Apply(done.clone()));
+    let writes = r.api.wait_for_writes(6).await;
+    let labelled: Vec<&str> = writes
+        .iter()
+        .filter(|w| w.path.contains("/virtualmachines/"))
+        .map(|w| w.body["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(labelled.len(), 2);
+    assert!(labelled.contains(&"web") && labelled.contains(&"db") && !labelled.contains(&"other"));
+    assert_eq!(r.metrics().reconciles(Outcome::Adopted), 2);
+
+    // The watch reports the writes back: this must settle with no further write.
+    r.echo_writes(web.clone());
+    let mut db_echo = db.clone();
+    db_echo
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .extend(vm_import_core::desired_vm_labels("import-a"));
+    db_echo.metadata.resource_version = Some("1000".into());
+    send(&r.vms, watcher::Event::Apply(db_echo));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(r.api.writes().len(), 6, "{:#?}", r.api.writes());
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn irrelevant_changes_do_not_reconcile() {
+    let r = Running::start();
+    let web = vm(NS, "web", forklift_labels("plan-a", "vm-1"));
+    let p = plan(NS, "import-a", "plan-a", running_status(&["vm-1"]));
+    r.list_all(
+        vec![web.clone()],
+        vec![p.clone()],
+        vec![provider(NS, "vcenter", "vsphere")],
+        vec![],
+    );
+    r.wait_reconciles(1).await;
+    r.assert_quiet(1, 0).await;
+
+    // A VM status update only bumps resourceVersion (labels unchanged).
+    let mut status_only = web.clone();
+    status_only.metadata.resource_version = Some("7".into());
+    send(&r.vms, watcher::Event::Apply(status_only));
+    // A Plan change that the rules do not read: another annotation, a new resourceVersion.
+    let mut cosmetic = p.clone();
+    cosmetic.metadata.resource_version = Some("8".into());
+    cosmetic
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert("note".into(), "hello".into());
+    cosmetic.status["migration"]["started"] = json!("2026-11-24T09:00:00Z");
+    send(&r.plans, watcher::Event::Apply(cosmetic));
+    // A Provider change.
+    send(&r.providers, watcher::Event::Apply(provider(NS, "vcenter", "vsphere")));
+    r.assert_quiet(1, 0).await;
+
+    // A relevant Plan change does reconcile.
+    let mut disabled = p.clone();
+    disabled.metadata.annotations = None;
+    send(&r.plans, watcher::Event::Apply(disabled));
+    r.wait_reconciles(2).await;
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_the_record_restores_it() {
+    let r = Running::start();
+    let web = vm(NS, "web", forklift_labels("plan-a", "vm-1"));
+    r.list_all(
+        vec![web.clone()],
+        vec![plan(NS, "import-a", "plan-a", succeeded_status(&["vm-1"]))],
+        vec![provider(NS, "vcenter", "vsphere")],
+        vec![],
+    );
+    let writes = r.api.wait_for_writes(3).await;
+    r.echo_writes(web.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(r.api.writes().len(), 3);
+
+    let record = record_from_apply(&writes[0].body);
+    send(&r.records, watcher::Event::Delete(record));
+    let writes = r.api.wait_for_writes(4).await;
+    assert!(
+        writes[3].path.contains("/configmaps/vm-adopted-web"),
+        "{:#?}",
+        writes[3]
+    );
+    r.assert_quiet(r.total_reconciles(), 4).await;
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_plan_and_watch_errors_do_not_stop_the_controller() {
+    let r = Running::start();
+    let good = vm(NS, "good", forklift_labels("plan-good", "vm-1"));
+    let bad = vm(NS, "bad", forklift_labels("plan-bad", "vm-1"));
+    r.list_all(
+        vec![good.clone(), bad.clone()],
+        vec![
+            plan(NS, "broken", "plan-bad", json!({"migration": {"vms": 17}})),
+            plan(NS, "fine", "plan-good", running_status(&["vm-1"])),
+        ],
+        vec![],
+        vec![],
+    );
+    r.wait_reconciles(2).await;
+
+    // The API server goes away for a while: the watches report errors (the controller
+    // backs off, 0.8 s doubling, on each).
+    let lost = || watcher::Error::NoResourceVersion;
+    r.vms.unbounded_send(Err(lost())).unwrap();
+    r.plans.unbounded_send(Err(lost())).unwrap();
+
+    // It comes back and the good Plan completes.
+    send(
+        &r.plans,
+        watcher::Event::Apply(plan(NS, "fine", "plan-good", succeeded_status(&["vm-1"]))),
+    );
+    let writes = r.api.wait_for_writes(4).await;
+    let reasons: Vec<&str> = writes.iter().filter_map(|w| w.body["reason"].as_str()).collect();
+    assert!(reasons.contains(&"AdoptionRefusedMalformedPlan"), "{reasons:?}");
+    assert!(reasons.contains(&"Adopted"), "{reasons:?}");
+    assert!(writes.iter().any(|w| w.path.contains("/virtualmachines/good")));
+    assert!(!writes.iter().any(|w| w.path.contains("/virtualmachines/bad")));
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn nothing_is_decided_before_every_cache_is_complete() {
+    let r = Running::start();
+    let mut l = forklift_labels("plan-a", "vm-1");
+    l.extend(vm_import_core::desired_vm_labels("import-a"));
+    let web = vm(NS, "web", l);
+    // VMs and Plans are listed, but the tracking ConfigMaps are not yet.
+    list(vec![web.clone()]).for_each(|e| send(&r.vms, e));
+    list(vec![plan(NS, "import-a", "plan-a", succeeded_status(&["vm-1"]))]).for_each(|e| send(&r.plans, e));
+    list(vec![provider(NS, "vcenter", "vsphere")]).for_each(|e| send(&r.providers, e));
+    r.assert_quiet(0, 0).await;
+
+    // The record exists: once listed, the VM settles with no write at all.
+    let mut record = record_from_apply(&json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "vm-adopted-web", "namespace": NS,
+            "labels": {"cozystack.io/type": "adopted-vm", "vm-import.cozystack.io/vm-name": "web", "vm-import.cozystack.io/plan-name": "import-a"}},
+        "data": {"vmName": "web", "sourcePlan": "import-a", "sourcePlanNamespace": NS, "sourcePlanUID": "plan-a",
+                 "sourceVMID": "vm-1", "sourceType": "vmware", "adoptedAt": "2025-05-05T00:00:00Z", "managementEndpoint": "kubectl"}
+    }));
+    record.metadata.owner_references = Some(vec![owner("web")]);
+    list(vec![record]).for_each(|e| send(&r.records, e));
+    r.wait_reconciles(1).await;
+    r.assert_quiet(r.total_reconciles(), 0).await;
+    // The VM's own event and the record's listing may each reconcile it; both settle.
+    assert_eq!(r.metrics().reconciles(Outcome::Settled), r.total_reconciles());
+    r.stop().await;
+}
