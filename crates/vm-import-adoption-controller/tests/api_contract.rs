@@ -1,6 +1,8 @@
 //! The exact requests a reconcile sends, against a mock API server: paths, patch types,
 //! field managers and bodies; and the absence of any write where none is due.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use serde_json::json;

@@ -1,6 +1,8 @@
 //! The controller's triggers, driven through the production wiring by in-memory watch
 //! streams: which events reconcile which VMs, and which do not.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::{sync::Arc, time::Duration};

@@ -1,6 +1,6 @@
 //! Test support: a mock API server that records every request and answers as the API
 //! server would, and fixtures shaped like Forklift's objects.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     collections::BTreeMap,
