@@ -227,10 +227,10 @@ pub fn strict_json_schema(node: &Value) -> Value {
         };
         out.insert(key.clone(), converted);
     }
-    if map.get("nullable") == Some(&Value::Bool(true)) {
-        if let Some(Value::String(t)) = out.get("type").cloned() {
-            out.insert("type".into(), serde_json::json!([t, "null"]));
-        }
+    if map.get("nullable") == Some(&Value::Bool(true))
+        && let Some(Value::String(t)) = out.get("type").cloned()
+    {
+        out.insert("type".into(), serde_json::json!([t, "null"]));
     }
     let preserves = map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
     if map.contains_key("properties") && !map.contains_key("additionalProperties") && !preserves {
