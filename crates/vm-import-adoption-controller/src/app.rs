@@ -53,11 +53,6 @@ pub enum AppError {
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> Result<(), AppError> {
     let client = Client::try_default().await.map_err(AppError::Config)?;
-    match client.apiserver_version().await {
-        Ok(v) => info!(version = %v.git_version, "connected to the API server"),
-        Err(e) => warn!(error = %e, "the API server does not answer yet; watches will retry with backoff"),
-    }
-
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -84,6 +79,16 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             source,
         })?;
     let http = tokio::spawn(http::serve_on(listener, http_state, stopped()));
+    // Informational only: the watches do not wait for it, and /healthz is already up.
+    tokio::spawn({
+        let client = client.clone();
+        async move {
+            match client.apiserver_version().await {
+                Ok(v) => info!(version = %v.git_version, "connected to the API server"),
+                Err(e) => warn!(error = %e, "the API server does not answer yet; watches will retry with backoff"),
+            }
+        }
+    });
 
     let identity = args
         .identity
@@ -155,7 +160,10 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     Ok(())
 }
 
-async fn run_controller(
+/// Runs one controller over fresh watches until `stop` resolves (one term of leadership,
+/// or the whole run without leader election). Public so that end-to-end tests can run
+/// the real controller in-process.
+pub async fn run_controller(
     client: &Client,
     identity: &str,
     config: RunConfig,

@@ -53,6 +53,11 @@ pub struct Args {
     /// How many VMs may be reconciled at once.
     #[arg(long, env = "VM_IMPORT_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+
+    /// Runtime worker threads. The work is I/O-bound; a fixed small number keeps memory
+    /// independent of the node's core count.
+    #[arg(long, env = "VM_IMPORT_WORKER_THREADS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub worker_threads: u16,
 }
 
 #[cfg(test)]
@@ -66,6 +71,7 @@ mod tests {
         assert_eq!(args.http_addr.port(), 8080);
         assert_eq!(args.concurrency, 32);
         assert_eq!(args.log_format, LogFormat::Text);
+        assert_eq!(args.worker_threads, 2);
     }
 
     #[test]
@@ -94,6 +100,7 @@ mod tests {
             vec!["c", "--concurrency", "0"],
             vec!["c", "--lease-duration", "1"],
             vec!["c", "--leader-election", "maybe"],
+            vec!["c", "--worker-threads", "0"],
         ] {
             let err = Args::try_parse_from(&bad).expect_err("rejected");
             assert!(err.to_string().contains("invalid value"), "{bad:?}: {err}");

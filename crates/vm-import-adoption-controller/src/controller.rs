@@ -26,9 +26,10 @@ use kube::{
         watcher,
     },
 };
-use vm_import_core::contract::FORKLIFT_PLAN_UID;
+use vm_import_core::contract::{self, FORKLIFT_PLAN_UID};
 
 use crate::{
+    gate::Gate,
     index::Indexed,
     reconcile::{Context, Error, VmMeta, error_policy, reconcile, record_key, vm_key},
     resources::{Plan, Provider},
@@ -65,11 +66,34 @@ pub struct RunConfig {
     pub concurrency: u16,
 }
 
-/// Drops what the controller never reads, to keep the VM cache small.
+/// Reduces a cached VM to what the rules read: identity, `resourceVersion` and the
+/// labels of the contract. Everything else (annotations, managedFields, finalizers,
+/// vSphere tag labels, …) can change without changing any decision, so dropping it
+/// keeps the cache small and keeps such changes from triggering reconciles.
 pub fn prune_vm(vm: &mut VmMeta) {
-    vm.metadata.managed_fields = None;
-    vm.metadata.annotations = None;
+    let meta = &mut vm.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.finalizers = None;
+    meta.owner_references = None;
+    meta.creation_timestamp = None;
+    meta.generate_name = None;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|key, _| CONTRACT_LABELS.contains(&key.as_str()));
+    }
 }
+
+/// The VM labels any rule reads.
+const CONTRACT_LABELS: [&str; 8] = [
+    contract::FORKLIFT_PLAN_UID,
+    contract::FORKLIFT_VM_ID,
+    contract::FORKLIFT_PLAN_NAME,
+    contract::FORKLIFT_PLAN_NAMESPACE,
+    contract::LABEL_ADOPTED,
+    contract::LABEL_SOURCE,
+    contract::LABEL_ORIGINAL_PLAN,
+    contract::LABEL_MANAGED_BY,
+];
 
 fn prune<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
@@ -109,10 +133,13 @@ pub fn vms_of_plan(vms: &kube::runtime::reflector::Store<VmMeta>, plan: &Plan) -
     .collect()
 }
 
-fn clear_expectations<K: Resource>(ctx: &Context, event: &watcher::Event<K>, key: fn(&str, &str) -> String) {
+/// After a reflected event: opens `listed` once the store holds a complete list, and
+/// clears the expectation of a write to the object the event reports.
+fn observed<K: Resource>(ctx: &Context, event: &watcher::Event<K>, listed: &Gate, key: fn(&str, &str) -> String) {
     let obj = match event {
         watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => o,
-        watcher::Event::Init | watcher::Event::InitDone => return,
+        watcher::Event::InitDone => return listed.open(),
+        watcher::Event::Init => return,
     };
     if let (Some(ns), Some(name)) = (obj.meta().namespace.as_deref(), obj.meta().name.as_deref()) {
         ctx.expectations.observed(&key(ns, name));
@@ -139,7 +166,7 @@ where
             .vms
             .modify(prune_vm)
             .reflect(writers.vms)
-            .inspect_ok(move |ev| clear_expectations(&ctx, ev, vm_key))
+            .inspect_ok(move |ev| observed(&ctx, ev, &ctx.vms_listed, vm_key))
             .applied_objects()
             .predicate_filter(vm_fingerprint, PredicateConfig::default())
     };
@@ -165,7 +192,7 @@ where
             .records
             .modify(prune)
             .reflect(writers.records)
-            .inspect_ok(move |ev| clear_expectations(&ctx, ev, record_key))
+            .inspect_ok(move |ev| observed(&ctx, ev, &ctx.records_listed, record_key))
             .touched_objects()
     };
     let vm_store = ctx.vms.clone();
@@ -178,17 +205,74 @@ where
         .run(reconcile, error_policy, ctx)
 }
 
-/// Drains the controller's output stream, logging what each reconcile scheduled.
-pub async fn drain<S, T, E: std::fmt::Display>(stream: S)
+/// Drains the controller's output stream. Reconcile failures are logged by
+/// [`error_policy`]; a failed watch is logged here as a warning (the watch retries by
+/// itself with backoff, so a lost API server shows up once per retry, not once per VM).
+pub async fn drain<S, T>(stream: S)
 where
-    S: Stream<Item = Result<T, E>>,
+    S: Stream<Item = Result<T, controller::Error<Error, watcher::Error>>>,
 {
     stream
         .for_each(|result| {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "controller stream");
+            match result {
+                Err(controller::Error::QueueError(e)) => {
+                    tracing::warn!(error = %e, "watch failed; retrying with backoff");
+                }
+                Err(e) => tracing::debug!(error = %e, "controller stream"),
+                Ok(_) => {}
             }
             future::ready(())
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::core::PartialObjectMetaExt;
+
+    use super::*;
+
+    #[test]
+    fn pruning_keeps_exactly_what_the_rules_read() {
+        let labels = [
+            ("plan", "u"),
+            ("vmID", "vm-1"),
+            ("plan-name", "p"),
+            ("plan-namespace", "n"),
+            ("migration", "m"),
+            ("vsphere.forklift.konveyor.io/prod", "true"),
+            ("cozystack.io/adopted", "true"),
+            ("cozystack.io/source", "vm-import"),
+            ("cozystack.io/original-plan", "p"),
+            ("app.kubernetes.io/managed-by", "cozystack"),
+        ];
+        let mut vm = ObjectMeta {
+            name: Some("web".into()),
+            namespace: Some("ns".into()),
+            uid: Some("uid".into()),
+            resource_version: Some("9".into()),
+            labels: Some(labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()),
+            annotations: Some([("kubevirt.io/latest-observed-api-version".into(), "v1".into())].into()),
+            finalizers: Some(vec!["kubevirt.io/virtualMachineControllerFinalize".into()]),
+            ..Default::default()
+        }
+        .into_response_partial::<crate::resources::VirtualMachine>();
+        let before = vm_fingerprint(&vm);
+        prune_vm(&mut vm);
+        let kept: Vec<&str> = vm
+            .metadata
+            .labels
+            .as_ref()
+            .expect("labels")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(kept.len(), 8);
+        assert!(!kept.contains(&"migration") && !kept.contains(&"vsphere.forklift.konveyor.io/prod"));
+        assert!(vm.metadata.annotations.is_none() && vm.metadata.finalizers.is_none());
+        assert_eq!(vm.metadata.uid.as_deref(), Some("uid"));
+        assert_eq!(vm.metadata.resource_version.as_deref(), Some("9"));
+        assert_ne!(before, vm_fingerprint(&vm), "the fingerprint is taken after pruning");
+    }
 }

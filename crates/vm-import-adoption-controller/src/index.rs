@@ -16,10 +16,12 @@ use std::{
 
 use kube::runtime::watcher;
 use serde_json::Value;
-use tokio::sync::watch;
 use vm_import_core::PlanFacts;
 
-use crate::resources::{Plan, Provider};
+use crate::{
+    gate::Gate,
+    resources::{Plan, Provider},
+};
 
 /// An object that contributes one entry to an [`Index`].
 pub trait Indexed {
@@ -81,7 +83,7 @@ struct State<V> {
 /// A watch-fed map from key to parsed value.
 pub struct Index<K: Indexed> {
     state: RwLock<State<K::Value>>,
-    ready: watch::Sender<bool>,
+    ready: Gate,
 }
 
 impl<K: Indexed> Default for Index<K> {
@@ -91,7 +93,7 @@ impl<K: Indexed> Default for Index<K> {
                 entries: HashMap::new(),
                 relist: None,
             }),
-            ready: watch::Sender::new(false),
+            ready: Gate::default(),
         }
     }
 }
@@ -124,7 +126,7 @@ impl<K: Indexed> Index<K> {
                     state.entries = relist;
                 }
                 drop(state);
-                self.ready.send_replace(true);
+                self.ready.open();
             }
         }
     }
@@ -146,14 +148,12 @@ impl<K: Indexed> Index<K> {
 
     /// Whether the first complete list has been indexed.
     pub fn is_ready(&self) -> bool {
-        *self.ready.borrow()
+        self.ready.is_open()
     }
 
     /// Resolves once the first complete list has been indexed.
     pub async fn wait_until_ready(&self) {
-        let mut rx = self.ready.subscribe();
-        // An error means the sender is gone, which cannot happen while `self` lives.
-        let _ = rx.wait_for(|ready| *ready).await;
+        self.ready.opened().await;
     }
 }
 

@@ -11,6 +11,7 @@ pub mod app;
 pub mod cli;
 pub mod controller;
 pub mod expectations;
+pub mod gate;
 pub mod http;
 pub mod index;
 pub mod leader;

@@ -10,8 +10,7 @@ use vm_import_adoption_controller::{
     cli::{Args, LogFormat},
 };
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
     let filter = match EnvFilter::try_new(&args.log_filter) {
         Ok(filter) => filter,
@@ -20,16 +19,26 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let subscriber = fmt().with_env_filter(filter);
+    let subscriber = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Json => subscriber.json().init(),
         LogFormat::Text => subscriber.init(),
     }
-    match app::run(args).await {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(args.worker_threads))
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -82,6 +82,8 @@ pub struct Metrics {
     duration: Histogram,
     writes: Family<WriteLabel, Counter>,
     leader: Gauge,
+    rss: Gauge,
+    peak_rss: Gauge,
 }
 
 impl Default for Metrics {
@@ -93,6 +95,8 @@ impl Default for Metrics {
         let duration = Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
         let writes = Family::<WriteLabel, Counter>::default();
         let leader = Gauge::default();
+        let rss = Gauge::default();
+        let peak_rss = Gauge::default();
         registry.register(
             "reconciles",
             "Reconciles of imported VMs, by result",
@@ -115,6 +119,16 @@ impl Default for Metrics {
             writes.clone(),
         );
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of this process (Linux)",
+            rss.clone(),
+        );
+        registry.register(
+            "process_peak_resident_memory_bytes",
+            "Peak resident memory of this process (Linux)",
+            peak_rss.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -123,8 +137,23 @@ impl Default for Metrics {
             duration,
             writes,
             leader,
+            rss,
+            peak_rss,
         }
     }
+}
+
+/// Resident and peak resident memory, in bytes, from the text of `/proc/<pid>/status`.
+pub fn parse_proc_status(status: &str) -> (Option<u64>, Option<u64>) {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .and_then(|kb| kb.trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 impl Metrics {
@@ -163,6 +192,12 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            let (rss, peak) = parse_proc_status(&status);
+            let as_gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            self.rss.set(rss.map_or(0, as_gauge));
+            self.peak_rss.set(peak.map_or(0, as_gauge));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -197,6 +232,13 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_status() {
+        let text = "Name:\tx\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\nThreads: 3\n";
+        assert_eq!(parse_proc_status(text), (Some(20480 * 1024), Some(40960 * 1024)));
+        assert_eq!(parse_proc_status("garbage"), (None, None));
+    }
 
     #[test]
     fn exposition_names() {

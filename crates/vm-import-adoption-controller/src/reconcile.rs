@@ -27,6 +27,7 @@ use vm_import_core::{Decision, ExistingRecord, ImportedVm, decide, is_adopted};
 
 use crate::{
     expectations::Expectations,
+    gate::Gate,
     index::{Index, namespaced_key},
     metrics::{Metrics, Outcome, Write},
     resources::{Plan, Provider, VirtualMachine},
@@ -92,6 +93,10 @@ pub struct Context {
     pub providers: Arc<Index<Provider>>,
     /// This controller's writes not yet seen by the caches.
     pub expectations: Expectations,
+    /// Opened once [`Context::vms`] holds a complete list.
+    pub vms_listed: Gate,
+    /// Opened once [`Context::records`] holds a complete list.
+    pub records_listed: Gate,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Publishes Events on VMs.
@@ -117,6 +122,8 @@ impl Context {
             plans: Arc::default(),
             providers: Arc::default(),
             expectations: Expectations::default(),
+            vms_listed: Gate::default(),
+            records_listed: Gate::default(),
             metrics,
             recorder,
             clock: Box::new(|| Timestamp::now().to_string()),
@@ -127,8 +134,8 @@ impl Context {
     /// Resolves once every cache holds a complete list, so that no decision is taken on
     /// a partial view (which could repeat writes after a restart).
     pub async fn wait_until_ready(&self) {
-        let _ = self.vms.wait_until_ready().await;
-        let _ = self.records.wait_until_ready().await;
+        self.vms_listed.opened().await;
+        self.records_listed.opened().await;
         self.plans.wait_until_ready().await;
         self.providers.wait_until_ready().await;
     }

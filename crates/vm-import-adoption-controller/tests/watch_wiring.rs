@@ -330,3 +330,26 @@ async fn nothing_is_decided_before_every_cache_is_complete() {
     assert_eq!(r.metrics().reconciles(Outcome::Settled), r.total_reconciles());
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_reconciles_waiting_for_the_caches_all_wake_up() {
+    // More VMs than reconcile slots, listed before the tracking ConfigMaps: every
+    // reconcile waits for the last cache, and every one of them must resume.
+    let r = Running::start();
+    let vms: Vec<VmMeta> = (0..100)
+        .map(|i| vm(NS, &format!("vm-{i}"), forklift_labels("plan-a", &format!("id-{i}"))))
+        .collect();
+    list(vms).for_each(|e| send(&r.vms, e));
+    list(vec![plan(NS, "import-a", "plan-a", running_status(&["id-0"]))]).for_each(|e| send(&r.plans, e));
+    list(vec![provider(NS, "vcenter", "vsphere")]).for_each(|e| send(&r.providers, e));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        r.total_reconciles(),
+        0,
+        "nothing decided before every cache is complete"
+    );
+    list(Vec::<ConfigMap>::new()).for_each(|e| send(&r.records, e));
+    r.wait_reconciles(100).await;
+    assert_eq!(r.metrics().reconciles(Outcome::Ineligible), 100);
+    r.stop().await;
+}

@@ -52,18 +52,33 @@ impl Recorded {
 pub struct MockApi {
     requests: Arc<Mutex<Vec<Recorded>>>,
     failures: Arc<Mutex<Vec<(String, u16)>>>,
+    latency: Duration,
 }
 
 impl MockApi {
     /// A client whose requests this mock answers.
     pub fn start() -> (Client, MockApi) {
+        Self::start_with_latency(Duration::ZERO)
+    }
+
+    /// A mock that answers each request after `latency`, concurrently.
+    pub fn start_with_latency(latency: Duration) -> (Client, MockApi) {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let api = MockApi::default();
+        let api = MockApi {
+            latency,
+            ..MockApi::default()
+        };
         let responder = api.clone();
         tokio::spawn(async move {
             while let Some((request, send)) = handle.next_request().await {
-                let response = responder.answer(request).await;
-                send.send_response(response);
+                let responder = responder.clone();
+                tokio::spawn(async move {
+                    if !responder.latency.is_zero() {
+                        tokio::time::sleep(responder.latency).await;
+                    }
+                    let response = responder.answer(request).await;
+                    send.send_response(response);
+                });
             }
         });
         (Client::new(service, "default"), api)
@@ -301,6 +316,8 @@ impl Fixture {
         fill(&mut record_writer, records);
         list(plans).for_each(|e| ctx.plans.apply(&e));
         list(providers).for_each(|e| ctx.providers.apply(&e));
+        ctx.vms_listed.open();
+        ctx.records_listed.open();
         Fixture {
             ctx: Arc::new(ctx),
             api,
