@@ -1,0 +1,11 @@
+//! Support for the opt-in end-to-end tests and the load harness, which run against a
+//! real Kubernetes API server (for example kind) with the CRDs of KubeVirt and Forklift
+//! installed, or installed here from the project's test data.
+//!
+//! - [`objects`]: objects shaped exactly like Forklift's output, and the Plan as the
+//!   `vm-import` chart renders it;
+//! - [`cluster`]: the opt-in gate, CRD installation and waiting helpers.
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod objects;

@@ -1,0 +1,380 @@
+//! End-to-end tests against a real API server. Opt-in: they are ignored by default and
+//! refuse to run unless `VM_IMPORT_E2E=1` is set, because they create CRDs (when
+//! missing), namespaces and objects in the cluster of the current kubeconfig.
+//!
+//! ```sh
+//! kind create cluster --name vm-import
+//! VM_IMPORT_E2E=1 cargo nextest run -p vm-import-e2e --run-ignored only
+//! ```
+//!
+//! The controller runs in-process (the real wiring and watches). The cluster must not
+//! run a Forklift controller: it would overwrite the Plan statuses these tests set.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, atomic::AtomicBool},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, DynamicObject, ListParams},
+};
+use serde_json::Value;
+use tokio::{sync::oneshot, task::JoinHandle};
+use vm_import_adoption_controller::{
+    app,
+    controller::RunConfig,
+    metrics::{Metrics, Write},
+};
+use vm_import_e2e::{cluster, objects};
+
+struct Controller {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+    metrics: Arc<Metrics>,
+}
+
+fn start_controller(client: &Client) -> Controller {
+    let metrics = Arc::new(Metrics::default());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let (client, metrics) = (client.clone(), metrics.clone());
+        async move {
+            let ready = Arc::new(AtomicBool::new(false));
+            app::run_controller(
+                &client,
+                "e2e",
+                RunConfig { concurrency: 16 },
+                &metrics,
+                &ready,
+                async move {
+                    let _ = stopped.await;
+                },
+            )
+            .await;
+        }
+    });
+    Controller { stop, task, metrics }
+}
+
+impl Controller {
+    async fn stop(self) -> Arc<Metrics> {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("controller stops")
+            .expect("task");
+        self.metrics
+    }
+
+    fn writes(&self) -> u64 {
+        self.metrics.writes_ok(Write::VmLabels) + self.metrics.writes_ok(Write::TrackingConfigMap)
+    }
+}
+
+struct Env {
+    client: Client,
+    ns: String,
+    vms: Api<DynamicObject>,
+    plans: Api<DynamicObject>,
+    providers: Api<DynamicObject>,
+    configmaps: Api<ConfigMap>,
+    pvcs: Api<PersistentVolumeClaim>,
+}
+
+async fn env(prefix: &str) -> Env {
+    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
+    let testdata = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
+    cluster::ensure_crds(&client, &testdata).await.unwrap();
+    let ns = cluster::namespace(&client, prefix).await.unwrap();
+    Env {
+        vms: cluster::dynamic(&client, "kubevirt.io/v1", "VirtualMachine", "virtualmachines", &ns),
+        plans: cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Plan", "plans", &ns),
+        providers: cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Provider", "providers", &ns),
+        configmaps: Api::namespaced(client.clone(), &ns),
+        pvcs: Api::namespaced(client.clone(), &ns),
+        client,
+        ns,
+    }
+}
+
+impl Env {
+    /// An import of `ids` whose VMs exist with Forklift's labels and own one PVC each.
+    async fn import(&self, plan_name: &str, ids: &[&str], v2_12: bool, adoption: bool) -> String {
+        let ids: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
+        cluster::create(&self.providers, objects::provider("vcenter", &self.ns))
+            .await
+            .ok();
+        let plan = cluster::create(
+            &self.plans,
+            objects::plan(plan_name, &self.ns, "vcenter", &ids, adoption),
+        )
+        .await
+        .unwrap();
+        let uid = plan.metadata.uid.unwrap();
+        cluster::set_plan_status(&self.plans, plan_name, objects::plan_status(&ids, &[]))
+            .await
+            .unwrap();
+        for id in &ids {
+            let labels = objects::forklift_labels(&uid, plan_name, &self.ns, id, v2_12);
+            let vm = cluster::create(&self.vms, objects::vm(id, labels.clone()))
+                .await
+                .unwrap();
+            let pvcs = cluster::dynamic(
+                &self.client,
+                "v1",
+                "PersistentVolumeClaim",
+                "persistentvolumeclaims",
+                &self.ns,
+            );
+            cluster::create(&pvcs, objects::pvc(id, vm.metadata.uid.as_deref().unwrap(), labels))
+                .await
+                .unwrap();
+        }
+        uid
+    }
+
+    async fn labels(&self, vm: &str) -> Value {
+        let vm = self.vms.get(vm).await.unwrap();
+        serde_json::to_value(vm.metadata.labels.unwrap_or_default()).unwrap()
+    }
+
+    async fn wait_adopted(&self, vm: &str, limit: Duration) -> Duration {
+        let started = Instant::now();
+        cluster::wait_for(&format!("{vm} adopted"), limit, || async {
+            let vm = self.vms.get(vm).await.ok()?;
+            (vm.metadata.labels?.get("cozystack.io/adopted")? == "true").then_some(())
+        })
+        .await
+        .unwrap();
+        started.elapsed()
+    }
+
+    async fn cleanup(self) {
+        cluster::delete_namespace(&self.client, &self.ns).await.unwrap();
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
+async fn eligible_vms_are_adopted_within_a_second_and_ineligible_ones_never_touched() {
+    let env = env("vm-import-e2e-adopt").await;
+    let controller = start_controller(&env.client);
+    env.import("import-a", &["vm-211", "vm-212", "vm-pending"], false, true)
+        .await;
+    env.import("import-b", &["vm-999"], true, false).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        controller.writes(),
+        0,
+        "nothing is adopted before the Plan reports success"
+    );
+
+    let flip = Instant::now();
+    cluster::set_plan_status(
+        &env.plans,
+        "import-a",
+        objects::plan_status(&["vm-pending".into()], &["vm-211".into(), "vm-212".into()]),
+    )
+    .await
+    .unwrap();
+    cluster::set_plan_status(&env.plans, "import-b", objects::plan_status(&[], &["vm-999".into()]))
+        .await
+        .unwrap();
+    env.wait_adopted("vm-211", Duration::from_secs(5)).await;
+    env.wait_adopted("vm-212", Duration::from_secs(5)).await;
+    let elapsed = flip.elapsed();
+    println!("time from Plan success to both VMs adopted: {elapsed:?}");
+    assert!(elapsed <= Duration::from_secs(1), "adopted in {elapsed:?}");
+
+    let labels = env.labels("vm-211").await;
+    assert_eq!(labels["cozystack.io/adopted"], "true");
+    assert_eq!(labels["cozystack.io/source"], "vm-import");
+    assert_eq!(labels["cozystack.io/original-plan"], "import-a");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "cozystack");
+    assert_eq!(labels["resource"], "vm-config", "Forklift's labels stay");
+
+    let record = env.configmaps.get("vm-adopted-vm-211").await.unwrap();
+    let data = record.data.unwrap();
+    assert_eq!(data["vmName"], "vm-211");
+    assert_eq!(data["sourcePlan"], "import-a");
+    assert_eq!(data["sourceType"], "vmware");
+    assert_eq!(data["managementEndpoint"], "kubectl");
+    assert_eq!(data["sourceVMID"], "vm-211");
+    let owners = record.metadata.owner_references.unwrap();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0].kind, "VirtualMachine");
+    let record_labels = record.metadata.labels.unwrap();
+    assert!(!record_labels.contains_key("plan-name") && !record_labels.contains_key("plan-namespace"));
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for untouched in ["vm-pending", "vm-999"] {
+        let labels = env.labels(untouched).await;
+        assert!(labels.get("cozystack.io/adopted").is_none(), "{untouched}: {labels}");
+        assert!(
+            env.configmaps
+                .get_opt(&format!("vm-adopted-{untouched}"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    let writes = controller.writes();
+    assert_eq!(writes, 4, "two writes per adoption");
+    controller.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
+async fn restarts_make_no_writes() {
+    let env = env("vm-import-e2e-restart").await;
+    let controller = start_controller(&env.client);
+    env.import("import-r", &["vm-1", "vm-2"], true, true).await;
+    cluster::set_plan_status(
+        &env.plans,
+        "import-r",
+        objects::plan_status(&[], &["vm-1".into(), "vm-2".into()]),
+    )
+    .await
+    .unwrap();
+    env.wait_adopted("vm-1", Duration::from_secs(5)).await;
+    env.wait_adopted("vm-2", Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    controller.stop().await;
+
+    let versions = |env: &Env| {
+        let (vms, cms) = (env.vms.clone(), env.configmaps.clone());
+        async move {
+            let mut out = Vec::new();
+            for vm in vms.list(&ListParams::default()).await.unwrap() {
+                out.push((vm.metadata.name.unwrap(), vm.metadata.resource_version.unwrap()));
+            }
+            for cm in cms
+                .list(&ListParams::default().labels("cozystack.io/type=adopted-vm"))
+                .await
+                .unwrap()
+            {
+                out.push((cm.metadata.name.unwrap(), cm.metadata.resource_version.unwrap()));
+            }
+            out
+        }
+    };
+    let before = versions(&env).await;
+    assert_eq!(before.len(), 4);
+    for _ in 0..2 {
+        let controller = start_controller(&env.client);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let metrics = controller.stop().await;
+        assert_eq!(
+            metrics.writes_ok(Write::VmLabels) + metrics.writes_ok(Write::TrackingConfigMap),
+            0
+        );
+        assert_eq!(metrics.writes_ok(Write::Event), 0);
+    }
+    assert_eq!(versions(&env).await, before, "nothing changed across restarts");
+    env.cleanup().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
+async fn deleting_the_import_keeps_vm_disks_and_record() {
+    let env = env("vm-import-e2e-delete").await;
+    let controller = start_controller(&env.client);
+    env.import("import-d", &["vm-1"], true, true).await;
+    cluster::set_plan_status(&env.plans, "import-d", objects::plan_status(&[], &["vm-1".into()]))
+        .await
+        .unwrap();
+    env.wait_adopted("vm-1", Duration::from_secs(5)).await;
+
+    env.plans.delete("import-d", &DeleteParams::default()).await.unwrap();
+    env.providers.delete("vcenter", &DeleteParams::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(env.vms.get_opt("vm-1").await.unwrap().is_some(), "VM kept");
+    assert!(env.pvcs.get_opt("vm-1-disk-0").await.unwrap().is_some(), "PVC kept");
+    let record = env.configmaps.get_opt("vm-adopted-vm-1").await.unwrap();
+    assert!(record.is_some(), "record kept");
+    assert_eq!(
+        env.labels("vm-1").await["cozystack.io/adopted"],
+        "true",
+        "adoption is one-way"
+    );
+
+    // The record belongs to the VM: it goes with it (the garbage collector is real here).
+    env.vms.delete("vm-1", &DeleteParams::background()).await.unwrap();
+    cluster::wait_for("record collected with its VM", Duration::from_secs(30), || async {
+        env.configmaps
+            .get_opt("vm-adopted-vm-1")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    controller.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
+async fn vm_outside_the_target_namespace_is_refused_with_a_warning() {
+    let env = env("vm-import-e2e-tenant").await;
+    let controller = start_controller(&env.client);
+    let uid = env.import("import-t", &["vm-1"], false, true).await;
+    // A VM in another namespace that claims the same Plan.
+    let other = cluster::namespace(&env.client, "vm-import-e2e-intruder").await.unwrap();
+    let other_vms = cluster::dynamic(
+        &env.client,
+        "kubevirt.io/v1",
+        "VirtualMachine",
+        "virtualmachines",
+        &other,
+    );
+    cluster::create(
+        &other_vms,
+        objects::vm(
+            "vm-1",
+            objects::forklift_labels(&uid, "import-t", &env.ns, "vm-1", false),
+        ),
+    )
+    .await
+    .unwrap();
+    cluster::set_plan_status(&env.plans, "import-t", objects::plan_status(&[], &["vm-1".into()]))
+        .await
+        .unwrap();
+    env.wait_adopted("vm-1", Duration::from_secs(5)).await;
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), &other);
+    let warning = cluster::wait_for("Warning Event on the intruder", Duration::from_secs(10), || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("AdoptionRefusedNamespaceMismatch"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    let intruder = other_vms.get("vm-1").await.unwrap();
+    assert!(!intruder.metadata.labels.unwrap().contains_key("cozystack.io/adopted"));
+    controller.stop().await;
+    cluster::delete_namespace(&env.client, &other).await.unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn suite_refuses_to_run_without_the_gate() {
+    if std::env::var(cluster::GATE).is_ok() {
+        return;
+    }
+    let Err(err) = cluster::client().await else {
+        panic!("the gate is closed, yet a client was returned");
+    };
+    assert!(err.to_string().contains("VM_IMPORT_E2E=1"), "{err}");
+}
