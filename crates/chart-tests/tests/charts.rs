@@ -571,3 +571,87 @@ fn controller_pod_is_hardened() {
     let service = one(&docs, "Service");
     assert_eq!(service["spec"]["ports"][0]["name"], "metrics");
 }
+
+/// The fenced block that follows `heading` in the app's README.
+fn readme_block(heading: &str, fence: &str) -> String {
+    let readme = std::fs::read_to_string(vm_import().join("README.md")).unwrap();
+    let section = readme.split_once(heading).unwrap_or_else(|| panic!("no {heading}")).1;
+    let body = section
+        .split_once(fence)
+        .unwrap_or_else(|| panic!("no {fence} block"))
+        .1;
+    body.split_once("\n```").unwrap().0.to_owned()
+}
+
+#[test]
+fn readme_worked_example_renders_what_the_readme_says() {
+    let example: Value = serde_yaml_ng::from_str(&readme_block("## Worked example", "```yaml\n")).unwrap();
+    assert_eq!(example["kind"], "VMImport");
+    let (name, ns) = (
+        example["metadata"]["name"].as_str().unwrap(),
+        example["metadata"]["namespace"].as_str().unwrap(),
+    );
+    let values = std::env::temp_dir().join(format!("vm-import-readme-{}.json", std::process::id()));
+    std::fs::write(&values, example["spec"].to_string()).unwrap();
+    let release = format!("vm-import-{name}");
+    let docs = Helm::V4.template(&vm_import(), &release, ns, &[&values]).unwrap();
+    std::fs::remove_file(&values).unwrap();
+
+    let mut rendered: Vec<(String, String)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap().to_owned(),
+                d["metadata"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    rendered.sort();
+    let r = release.as_str();
+    let mut expected: Vec<(String, String)> = [
+        ("Migration", r.to_owned()),
+        ("NetworkMap", r.to_owned()),
+        ("Plan", r.to_owned()),
+        ("Provider", format!("{r}-host")),
+        ("Provider", format!("{r}-vsphere")),
+        ("Secret", format!("{r}-vsphere-credentials")),
+        ("StorageMap", r.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_owned(), n))
+    .collect();
+    expected.sort();
+    assert_eq!(rendered, expected);
+    let readme = std::fs::read_to_string(vm_import().join("README.md")).unwrap();
+    for (kind, name) in &expected {
+        assert!(
+            readme.contains(&format!("{kind} `{name}`")),
+            "README lists {kind} `{name}`"
+        );
+    }
+    let crds = crds();
+    for doc in docs.iter().filter(|d| d["kind"] != "Secret") {
+        for schema in crds.iter().filter(|c| c.kind == doc["kind"]) {
+            assert!(schema.violations(doc).is_empty(), "{doc}");
+        }
+    }
+    let plan = one(&docs, "Plan");
+    assert_eq!(plan["spec"]["targetNamespace"], ns);
+    assert_eq!(
+        plan["metadata"]["annotations"]["vm-import.cozystack.io/adoption-enabled"],
+        "true"
+    );
+}
+
+#[test]
+fn readme_documents_every_parameter() {
+    let readme = std::fs::read_to_string(vm_import().join("README.md")).unwrap();
+    let params = documented_params(&std::fs::read_to_string(vm_import().join("values.yaml")).unwrap());
+    assert!(params.contains_key("enableAdoption") && params.contains_key("vms"));
+    for name in params.keys() {
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "README's parameter table lacks `{name}`"
+        );
+    }
+}
