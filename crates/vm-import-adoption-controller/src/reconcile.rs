@@ -280,7 +280,7 @@ async fn reconcile_inner(vm: &VmMeta, ctx: &Context) -> Result<Outcome, Error> {
                 info!("restored tracking ConfigMap {record_name}");
                 return Ok(Outcome::Repaired);
             };
-            let result = writes::apply_vm_labels(&ctx.client, namespace, name, &labels).await;
+            let result = writes::apply_vm_labels(&ctx.client, namespace, name, &imported.uid, &labels).await;
             ctx.metrics.wrote(Write::VmLabels, result.is_ok());
             let applied = result.map_err(|source| Error::ApplyLabels {
                 namespace: namespace.to_owned(),

@@ -19,11 +19,14 @@ pub const LABELS_MANAGER: &str = "vm-import-adoption-labels";
 pub const RECORD_MANAGER: &str = "vm-import-adoption-record";
 
 /// The apply body that sets `labels` on VM `name`: identity and labels, nothing else.
-pub fn vm_labels_body(name: &str, labels: &std::collections::BTreeMap<String, String>) -> Value {
+/// The UID makes it apply only to the VM that was evaluated: a VM re-created under the
+/// same name in the meantime fails the request (its UID is immutable) instead of being
+/// labelled, and a deleted VM is never re-created (a VM without a spec is invalid).
+pub fn vm_labels_body(name: &str, uid: &str, labels: &std::collections::BTreeMap<String, String>) -> Value {
     json!({
         "apiVersion": VirtualMachine::api_version(&()),
         "kind": VirtualMachine::kind(&()),
-        "metadata": {"name": name, "labels": labels},
+        "metadata": {"name": name, "uid": uid, "labels": labels},
     })
 }
 
@@ -55,12 +58,13 @@ pub async fn apply_vm_labels(
     client: &Client,
     namespace: &str,
     name: &str,
+    uid: &str,
     labels: &std::collections::BTreeMap<String, String>,
 ) -> Result<Option<PartialObjectMeta<VirtualMachine>>, kube::Error> {
     let api: Api<VirtualMachine> = Api::namespaced(client.clone(), namespace);
     let params = PatchParams::apply(LABELS_MANAGER).force();
     match api
-        .patch_metadata(name, &params, &Patch::Apply(vm_labels_body(name, labels)))
+        .patch_metadata(name, &params, &Patch::Apply(vm_labels_body(name, uid, labels)))
         .await
     {
         Ok(meta) => Ok(Some(meta)),

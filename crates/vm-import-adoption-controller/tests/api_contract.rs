@@ -87,7 +87,7 @@ async fn eligible_vm_gets_record_then_labels_then_event() {
         json!({
             "apiVersion": "kubevirt.io/v1",
             "kind": "VirtualMachine",
-            "metadata": {"name": "web-01", "labels": {
+            "metadata": {"name": "web-01", "uid": "uid-web-01", "labels": {
                 "app.kubernetes.io/managed-by": "cozystack",
                 "cozystack.io/adopted": "true",
                 "cozystack.io/original-plan": "import-1",
@@ -321,6 +321,22 @@ async fn failed_label_write_resumes_with_labels_only() {
     assert_eq!(writes.len(), 4, "{writes:#?}");
     assert!(writes[2].path.contains("/virtualmachines/web-01"));
     assert_eq!(writes[3].body["reason"], "Adopted");
+}
+
+#[tokio::test]
+async fn vm_recreated_under_the_same_name_is_not_labelled() {
+    // The apply names the evaluated VM's UID; the API server refuses it for another VM.
+    let f = eligible_fixture(&[]);
+    f.api.fail_once("/virtualmachines/", 422);
+    let err = reconcile(f.cached_vm(NS, "web-01"), f.ctx.clone())
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, Error::ApplyLabels { .. }), "{err}");
+    let writes = f.api.writes();
+    assert_eq!(writes.len(), 2, "record and refused labels, no Event: {writes:#?}");
+    assert_eq!(writes[1].body["metadata"]["uid"], "uid-web-01");
+    assert_eq!(f.ctx.metrics.reconciles(Outcome::Adopted), 0);
+    assert_eq!(f.ctx.metrics.writes_ok(Write::Event), 0);
 }
 
 #[tokio::test]
