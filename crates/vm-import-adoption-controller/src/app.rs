@@ -23,7 +23,7 @@ use vm_import_core::contract::{FORKLIFT_VM_SELECTOR, TRACKING_CONFIGMAP_SELECTOR
 
 use crate::{
     cli::Args,
-    controller::{self, RunConfig, Watches, Writers},
+    controller::{self, RunConfig, WatchStream, Watches, Writers},
     http::{self, HttpState},
     leader::{self, LeaseConfig},
     metrics::Metrics,
@@ -198,7 +198,29 @@ pub async fn run_controller(
         }
     });
 
-    let watches = Watches {
+    let watches = api_watches(client);
+    let writers = Writers {
+        vms: vm_writer,
+        records: record_writer,
+    };
+    controller::drain(controller::run(watches, writers, ctx, config, stop)).await;
+    readiness.abort();
+}
+
+/// The four cluster-wide watches, as the API server serves them: one LIST then one WATCH
+/// each, restarted with backoff on failure. VMs and tracking ConfigMaps are selected by
+/// label on the server.
+pub fn api_watches(
+    client: &Client,
+) -> Watches<
+    impl WatchStream<VmMeta> + use<>,
+    impl WatchStream<Plan> + use<>,
+    impl WatchStream<Provider> + use<>,
+    impl WatchStream<ConfigMap> + use<>,
+> {
+    Watches {
+        // `Api<PartialObjectMeta<_>>` makes metadata-only requests: the API server sends
+        // PartialObjectMetadata, never a VM's spec or status.
         vms: watcher(
             Api::<VmMeta>::all(client.clone()),
             watcher::Config::default().labels(FORKLIFT_VM_SELECTOR),
@@ -211,13 +233,7 @@ pub async fn run_controller(
             watcher::Config::default().labels(TRACKING_CONFIGMAP_SELECTOR),
         )
         .default_backoff(),
-    };
-    let writers = Writers {
-        vms: vm_writer,
-        records: record_writer,
-    };
-    controller::drain(controller::run(watches, writers, ctx, config, stop)).await;
-    readiness.abort();
+    }
 }
 
 /// A `Sync` future that resolves when either `a` or `b` does (the controller's

@@ -5,6 +5,7 @@
 
 mod support;
 
+use futures::StreamExt;
 use serde_json::json;
 use support::*;
 use vm_import_adoption_controller::{
@@ -377,4 +378,55 @@ async fn adopted_vm_whose_plan_is_gone_is_left_alone() {
         .await
         .expect("reconcile");
     assert!(f.api.requests().is_empty());
+}
+
+#[tokio::test]
+async fn production_watches_list_each_kind_once_server_side_filtered_and_vms_metadata_only() {
+    let (client, api) = MockApi::start();
+    let watches = vm_import_adoption_controller::app::api_watches(&client);
+    // Each watch starts with one LIST; the mock answers 404, which the watch reports.
+    async fn first_error<K, S: futures::Stream<Item = Result<K, kube::runtime::watcher::Error>>>(s: S) {
+        let mut s = std::pin::pin!(s);
+        while let Some(item) = s.next().await {
+            if item.is_err() {
+                return;
+            }
+        }
+        panic!("the watch ended without listing");
+    }
+    first_error(watches.vms).await;
+    first_error(watches.plans).await;
+    first_error(watches.providers).await;
+    first_error(watches.records).await;
+    let requests: Vec<(String, String, Option<String>)> = api
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.path, r.accept))
+        .collect();
+    let meta = Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1".to_owned());
+    assert_eq!(
+        requests,
+        vec![
+            (
+                "GET".into(),
+                "/apis/kubevirt.io/v1/virtualmachines?&labelSelector=plan%2CvmID&limit=500".into(),
+                meta
+            ),
+            (
+                "GET".into(),
+                "/apis/forklift.konveyor.io/v1beta1/plans?&limit=500".into(),
+                None
+            ),
+            (
+                "GET".into(),
+                "/apis/forklift.konveyor.io/v1beta1/providers?&limit=500".into(),
+                None
+            ),
+            (
+                "GET".into(),
+                "/api/v1/configmaps?&labelSelector=cozystack.io%2Ftype%3Dadopted-vm&limit=500".into(),
+                None
+            ),
+        ]
+    );
 }

@@ -38,6 +38,7 @@ pub struct Recorded {
     pub method: String,
     pub path: String,
     pub content_type: Option<String>,
+    pub accept: Option<String>,
     pub body: Value,
 }
 
@@ -121,6 +122,11 @@ impl MockApi {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let accept = request
+            .headers()
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = request.into_body().collect_bytes().await.unwrap();
         let body: Value = if bytes.is_empty() {
             Value::Null
@@ -131,6 +137,7 @@ impl MockApi {
             method: method.clone(),
             path: path.clone(),
             content_type,
+            accept,
             body: body.clone(),
         });
 
