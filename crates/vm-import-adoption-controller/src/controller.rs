@@ -26,7 +26,7 @@ use kube::{
         watcher,
     },
 };
-use vm_import_core::contract::{self, FORKLIFT_PLAN_UID};
+use vm_import_core::contract::{self, FORKLIFT_PLAN_NAME, FORKLIFT_PLAN_NAMESPACE, FORKLIFT_PLAN_UID};
 
 use crate::{
     gate::Gate,
@@ -115,18 +115,22 @@ pub fn plan_fingerprint(plan: &Plan) -> Option<u64> {
     Some(hash_of(&plan.index_value()))
 }
 
-/// The VMs a Plan created: those whose `plan` label is the Plan's UID.
+/// The VMs a Plan created: those whose `plan` label is its UID, or whose 2.12+
+/// `plan-namespace`/`plan-name` labels name it.
 pub fn vms_of_plan(vms: &kube::runtime::reflector::Store<VmMeta>, plan: &Plan) -> Vec<ObjectRef<VmMeta>> {
-    let Some(uid) = plan.metadata.uid.as_deref() else {
+    let meta = &plan.metadata;
+    let (Some(uid), Some(namespace), Some(name)) =
+        (meta.uid.as_deref(), meta.namespace.as_deref(), meta.name.as_deref())
+    else {
         return Vec::new();
     };
     vms.state_filter(|vm| {
-        vm.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(FORKLIFT_PLAN_UID))
-            .map(String::as_str)
-            == Some(uid)
+        let Some(labels) = vm.metadata.labels.as_ref() else {
+            return false;
+        };
+        let label = |key| labels.get(key).map(String::as_str);
+        label(FORKLIFT_PLAN_UID) == Some(uid)
+            || (label(FORKLIFT_PLAN_NAMESPACE) == Some(namespace) && label(FORKLIFT_PLAN_NAME) == Some(name))
     })
     .iter()
     .map(|vm| ObjectRef::from_obj(vm.as_ref()))

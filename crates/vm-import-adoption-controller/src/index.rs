@@ -136,6 +136,12 @@ impl<K: Indexed> Index<K> {
         self.state.read().ok()?.entries.get(key).cloned()
     }
 
+    /// The first value matching `pred`: a scan, for the rare lookup by something other
+    /// than the key (a few hundred Plans at most, in memory).
+    pub fn find(&self, pred: impl Fn(&K::Value) -> bool) -> Option<Arc<K::Value>> {
+        self.state.read().ok()?.entries.values().find(|v| pred(v)).cloned()
+    }
+
     /// How many objects are indexed.
     pub fn len(&self) -> usize {
         self.state.read().map(|s| s.entries.len()).unwrap_or_default()

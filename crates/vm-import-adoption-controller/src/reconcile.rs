@@ -236,7 +236,10 @@ async fn reconcile_inner(vm: &VmMeta, ctx: &Context) -> Result<Outcome, Error> {
         return Ok(Outcome::Settled);
     }
 
-    let plan = imported.plan_uid().and_then(|uid| ctx.plans.get(uid));
+    let plan = imported.plan_uid().and_then(|uid| ctx.plans.get(uid)).or_else(|| {
+        let (plan_namespace, plan_name) = imported.plan_by_name()?;
+        ctx.plans.find(|p| p.namespace == plan_namespace && p.name == plan_name)
+    });
     let provider_type = plan
         .as_ref()
         .and_then(|p| p.source_provider.as_ref())

@@ -353,3 +353,32 @@ async fn many_reconciles_waiting_for_the_caches_all_wake_up() {
     assert_eq!(r.metrics().reconciles(Outcome::Ineligible), 100);
     r.stop().await;
 }
+
+#[tokio::test]
+async fn a_plan_flip_reaches_vms_that_name_it_only_by_2_12_labels() {
+    let r = Running::start();
+    let mut labels = forklift_labels("uid-of-no-known-plan", "vm-1");
+    labels.insert("plan-name".into(), "import-a".into());
+    labels.insert("plan-namespace".into(), NS.into());
+    let web = vm(NS, "web", labels);
+    r.list_all(
+        vec![web],
+        vec![plan(NS, "import-a", "plan-a", running_status(&["vm-1"]))],
+        vec![provider(NS, "vcenter", "vsphere")],
+        vec![],
+    );
+    r.wait_reconciles(1).await;
+    r.assert_quiet(1, 0).await;
+
+    let mut done = plan(NS, "import-a", "plan-a", succeeded_status(&["vm-1"]));
+    done.metadata.resource_version = Some("2".into());
+    send(&r.plans, watcher::Event::Apply(done));
+    let writes = r.api.wait_for_writes(3).await;
+    assert_eq!(writes[0].body["data"]["sourcePlanUID"], "plan-a");
+    assert_eq!(writes[1].body["metadata"]["name"], "web");
+    assert_eq!(
+        writes[1].body["metadata"]["labels"]["cozystack.io/original-plan"],
+        "import-a"
+    );
+    r.stop().await;
+}

@@ -3,7 +3,8 @@
 //!
 //! The rules, in the order they are checked (the first that fails is reported):
 //! 1. the VM carries Forklift's `plan` and `vmID` labels;
-//! 2. its Plan is known (by UID), and agrees with the 2.12+ `plan-name`/`plan-namespace`
+//! 2. its Plan is known: by UID, or, when no Plan has that UID, by the 2.12+
+//!    `plan-name`/`plan-namespace` labels; a Plan found by UID must agree with those
 //!    labels when the VM has them;
 //! 3. the Plan's `vm-import.cozystack.io/adoption-enabled` annotation is exactly `"true"`;
 //! 4. the VM's namespace is the Plan's target namespace, and the annotated one when set;
@@ -42,6 +43,17 @@ impl ImportedVm {
     /// The source VM id from Forklift's `vmID` label.
     pub fn source_vm_id(&self) -> Option<&str> {
         self.label(FORKLIFT_VM_ID)
+    }
+
+    /// The Plan named by the 2.12+ `plan-namespace`/`plan-name` labels, when both are set.
+    pub fn plan_by_name(&self) -> Option<(&str, &str)> {
+        Some((self.label(FORKLIFT_PLAN_NAMESPACE)?, self.label(FORKLIFT_PLAN_NAME)?))
+    }
+
+    /// Whether `plan` is this VM's Plan: by UID, or else by the 2.12+ name labels.
+    pub fn is_from(&self, plan: &PlanFacts) -> bool {
+        self.plan_uid() == Some(plan.uid.as_str())
+            || self.plan_by_name() == Some((plan.namespace.as_str(), plan.name.as_str()))
     }
 
     /// The value of a non-empty label.
@@ -201,11 +213,9 @@ pub fn evaluate<'p>(vm: &ImportedVm, plan: Option<&'p PlanFacts>) -> Result<Elig
     let vm_id = vm
         .source_vm_id()
         .ok_or(Ineligible::NotImported { label: FORKLIFT_VM_ID })?;
-    let plan = plan
-        .filter(|p| p.uid == plan_uid)
-        .ok_or_else(|| Ineligible::PlanNotFound {
-            uid: plan_uid.to_owned(),
-        })?;
+    let plan = plan.filter(|p| vm.is_from(p)).ok_or_else(|| Ineligible::PlanNotFound {
+        uid: plan_uid.to_owned(),
+    })?;
 
     for (label, actual) in [
         (FORKLIFT_PLAN_NAME, &plan.name),
@@ -392,6 +402,24 @@ pub(crate) mod tests {
         let mut other = eligible_plan();
         other.uid = "another-uid".into();
         assert_eq!(reason(&forklift_vm(), Some(&other)), "plan_not_found");
+    }
+
+    #[test]
+    fn plan_found_by_2_12_name_labels_when_no_plan_has_the_uid() {
+        let mut v = forklift_vm();
+        v.labels.insert("plan".into(), "uid-of-no-known-plan".into());
+        v.labels.insert("plan-name".into(), "import-1".into());
+        assert_eq!(
+            reason(&v, Some(&eligible_plan())),
+            "plan_not_found",
+            "needs both labels"
+        );
+        v.labels.insert("plan-namespace".into(), "tenant-a".into());
+        let plan = eligible_plan();
+        let ok = evaluate(&v, Some(&plan)).expect("found by name");
+        assert_eq!(ok.plan.uid, "plan-uid");
+        v.labels.insert("plan-namespace".into(), "tenant-b".into());
+        assert_eq!(reason(&v, Some(&eligible_plan())), "plan_not_found");
     }
 
     #[test]
