@@ -10,11 +10,13 @@
 //! - [`eligibility`]: whether one VM may be adopted, and why not.
 //! - [`tracking`]: the labels a VM gets and the tracking ConfigMap it is recorded in.
 //! - [`adoption`]: the decision for one VM: nothing, a refusal, or the writes to make.
+//! - [`instance`]: full adoption's mapping of a VM to `vm-instance` and `vm-disk` values.
 #![forbid(unsafe_code)]
 
 pub mod adoption;
 pub mod contract;
 pub mod eligibility;
+pub mod instance;
 pub mod names;
 pub mod plan;
 pub mod tracking;

@@ -35,6 +35,12 @@ pub fn is_dns1123_subdomain(name: &str) -> bool {
         })
 }
 
+/// Whether `name` is a valid DNS-1123 label: at most 63 characters of `[a-z0-9-]` that
+/// start and end alphanumeric (the rule for names that become label values or hosts).
+pub fn is_dns1123_label(name: &str) -> bool {
+    name.len() <= MAX_LABEL_VALUE && !name.contains('.') && is_dns1123_subdomain(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +68,14 @@ mod tests {
         assert!(!is_dns1123_subdomain("-a"));
         assert!(!is_dns1123_subdomain(&"a".repeat(254)));
         assert!(is_dns1123_subdomain(&"a".repeat(253)));
+    }
+
+    #[test]
+    fn dns1123_labels() {
+        assert!(is_dns1123_label("web-01"));
+        assert!(is_dns1123_label(&"a".repeat(63)));
+        for bad in ["", "Web", "web.01", "-web", "web-", "web_01", &"a".repeat(64)] {
+            assert!(!is_dns1123_label(bad), "{bad}");
+        }
     }
 }
