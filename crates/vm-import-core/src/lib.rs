@@ -11,11 +11,13 @@
 //! - [`tracking`]: the labels a VM gets and the tracking ConfigMap it is recorded in.
 //! - [`adoption`]: the decision for one VM: nothing, a refusal, or the writes to make.
 //! - [`instance`]: full adoption's mapping of a VM to `vm-instance` and `vm-disk` values.
+//! - [`handoff`]: full adoption's disk handoff, as the next step from observed state.
 #![forbid(unsafe_code)]
 
 pub mod adoption;
 pub mod contract;
 pub mod eligibility;
+pub mod handoff;
 pub mod instance;
 pub mod names;
 pub mod plan;
