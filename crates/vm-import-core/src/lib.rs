@@ -12,9 +12,11 @@
 //! - [`adoption`]: the decision for one VM: nothing, a refusal, or the writes to make.
 //! - [`instance`]: full adoption's mapping of a VM to `vm-instance` and `vm-disk` values.
 //! - [`handoff`]: full adoption's disk handoff, as the next step from observed state.
+//! - [`apps`]: the objects full adoption creates: HelmReleases, claims, DataVolumes, PV patches.
 #![forbid(unsafe_code)]
 
 pub mod adoption;
+pub mod apps;
 pub mod contract;
 pub mod eligibility;
 pub mod handoff;

@@ -168,3 +168,47 @@ fn the_schemas_catch_a_bad_value() {
     let validator = validator("vm-instance.values.schema.json");
     assert_eq!(validator.iter_errors(&values).count(), 2);
 }
+
+#[test]
+fn every_emitted_object_validates_against_its_schema() {
+    use vm_import_core::{
+        apps::{self, Charts, ClaimSpec},
+        handoff::HandoffPlan,
+    };
+    let releases = chart_tests::CrdSchema::load("crds/helmreleases.json").unwrap();
+    let data_volumes = chart_tests::CrdSchema::load("crds/datavolumes.json").unwrap();
+    let mut core = Vec::new();
+    for fixture in [
+        "forklift-vsphere.json",
+        "instancetype.json",
+        "multi-disk-cdrom.json",
+        "multus.json",
+        "efi-secureboot.json",
+        "gpu.json",
+        "custom-resources.json",
+    ] {
+        let m = map_fixture(fixture, "inst");
+        let charts = Charts::default();
+        let mut emitted = vec![apps::instance_release("tenant-demo", &m, "Halted", &charts)];
+        let pvs: Vec<String> = (0..m.disks.len()).map(|i| format!("pv-{i}")).collect();
+        let plan = HandoffPlan::new(&m, &pvs, false).unwrap();
+        let spec = ClaimSpec {
+            access_modes: vec!["ReadWriteOnce".into()],
+            volume_mode: Some("Filesystem".into()),
+            storage_class: Some("replicated".into()),
+            size: "20Gi".into(),
+        };
+        for (disk, planned) in m.disks.iter().zip(&plan.disks) {
+            emitted.push(apps::disk_release("tenant-demo", disk, &charts));
+            let dv = apps::data_volume("tenant-demo", planned, &spec, disk.values.optical);
+            let violations = data_volumes.violations(&dv);
+            assert!(violations.is_empty(), "{fixture}: {violations:#?}");
+            core.push(apps::new_claim("tenant-demo", planned, &spec));
+        }
+        for hr in &emitted {
+            let violations = releases.violations(hr);
+            assert!(violations.is_empty(), "{fixture}: {violations:#?}\n{hr:#}");
+        }
+    }
+    chart_tests::validate_core(&core).unwrap();
+}
