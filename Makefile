@@ -1,5 +1,5 @@
 # The project's commands. `make test` is the whole test suite; CI runs `make check test`.
-.PHONY: run test check tools testdata appdef
+.PHONY: run test check tools testdata appdef crd
 
 # Runs the controller against the current kubeconfig context (no Lease; one instance).
 run:
@@ -24,3 +24,5 @@ testdata: tools
 	.tools/venv/bin/python scripts/sync-testdata.py
 appdef:
 	python3 scripts/gen-appdef.py
+crd:
+	cargo run -q -p vm-import-api --example print-crd > packages/system/vm-import-adoption-controller/crds/vmadoptions.yaml

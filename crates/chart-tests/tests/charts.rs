@@ -655,3 +655,22 @@ fn readme_documents_every_parameter() {
         );
     }
 }
+
+#[test]
+fn shipped_crds_are_valid_kubernetes_objects() {
+    let mut docs = Vec::new();
+    for chart in chart_dirs() {
+        let Ok(entries) = std::fs::read_dir(chart.join("crds")) else {
+            continue;
+        };
+        for entry in entries {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            docs.extend(chart_tests::parse_documents(&text).unwrap());
+        }
+    }
+    assert!(
+        docs.iter().any(|d| d["metadata"]["name"] == "vmadoptions.vm-import.cozystack.io"),
+        "{docs:#?}"
+    );
+    validate_core(&docs).unwrap();
+}

@@ -1,0 +1,157 @@
+//! The `VMAdoption` custom resource (`vm-import.cozystack.io/v1alpha1`): a request to
+//! turn one imported, label-adopted VM into a Cozystack `VMInstance` with `VMDisk`s, and
+//! the record of how far that got.
+//!
+//! The CRD shipped in the controller chart is generated from these types
+//! ([`crd_yaml`]); a test fails when the two differ.
+#![forbid(unsafe_code)]
+
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What the user asks for. Immutable: a different request is a new VMAdoption.
+#[derive(CustomResource, KubeSchema, Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[kube(
+    group = "vm-import.cozystack.io",
+    version = "v1alpha1",
+    kind = "VMAdoption",
+    plural = "vmadoptions",
+    singular = "vmadoption",
+    shortname = "vma",
+    namespaced,
+    status = "VMAdoptionStatus",
+    printcolumn = r#"{"name":"VM","type":"string","jsonPath":".spec.vmName"}"#,
+    printcolumn = r#"{"name":"Instance","type":"string","jsonPath":".status.instance"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: delete this VMAdoption and create another"))]
+#[serde(rename_all = "camelCase")]
+pub struct VMAdoptionSpec {
+    /// The imported, label-adopted VirtualMachine of this namespace to adopt.
+    #[schemars(length(min = 1, max = 253))]
+    pub vm_name: String,
+    /// The VMInstance's name; the VM's name when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_name: Option<String>,
+    /// A VirtualMachineClusterInstancetype that replaces the VM's own sizing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    /// A VirtualMachineClusterPreference that replaces the VM's own preference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_profile: Option<String>,
+    /// Stop the VM if it runs. When false, the adoption waits (phase WaitingForStop)
+    /// until the VM is stopped.
+    #[serde(default, rename = "stopVM")]
+    pub stop_vm: bool,
+}
+
+impl VMAdoptionSpec {
+    /// The VMInstance's name.
+    pub fn instance_name(&self) -> &str {
+        self.instance_name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&self.vm_name)
+    }
+}
+
+/// How far the adoption got.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum Phase {
+    /// Not looked at yet.
+    #[default]
+    Pending,
+    /// Checking the request; nothing is touched.
+    Validating,
+    /// Waiting for the VM to stop.
+    WaitingForStop,
+    /// Moving the disks to VMDisk-shaped claims.
+    HandingOffDisks,
+    /// Creating the VMDisk and VMInstance apps.
+    CreatingApps,
+    /// Waiting for the new VM, then retiring the old one.
+    WaitingForInstance,
+    /// Done.
+    Succeeded,
+    /// Stopped; see the message and conditions.
+    Failed,
+}
+
+/// One disk's handoff, recorded before anything is touched.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskStatus {
+    /// The VMDisk's name.
+    pub name: String,
+    /// The imported claim.
+    pub old_claim: String,
+    /// The claim that takes over.
+    pub new_claim: String,
+    /// The PV that holds the data throughout.
+    pub pv: String,
+}
+
+/// A condition, as Kubernetes conventions shape them.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// The condition's type, e.g. `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase reason.
+    pub reason: String,
+    /// A sentence for people.
+    #[serde(default)]
+    pub message: String,
+    /// When the status last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    /// The generation this condition describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The adoption's record.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct VMAdoptionStatus {
+    /// Where the adoption is.
+    #[serde(default)]
+    pub phase: Phase,
+    /// The generation last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` (True once Succeeded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// What happens now, or why it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The VMInstance's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The VMDisks' names, in boot order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vm_disks: Vec<String>,
+    /// Each disk's handoff: old claim → new claim, and the PV.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<DiskStatus>,
+    /// The VM's power state, restored at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_strategy: Option<String>,
+    /// Every VM setting the VMInstance cannot express.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The CRD as YAML, as shipped in the controller chart.
+pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
+    let yaml = serde_yaml_ng::to_string(&VMAdoption::crd())?;
+    Ok(format!(
+        "# Generated from crates/vm-import-api by `make crd`. Do not edit.\n{yaml}"
+    ))
+}
