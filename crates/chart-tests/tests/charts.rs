@@ -669,7 +669,8 @@ fn shipped_crds_are_valid_kubernetes_objects() {
         }
     }
     assert!(
-        docs.iter().any(|d| d["metadata"]["name"] == "vmadoptions.vm-import.cozystack.io"),
+        docs.iter()
+            .any(|d| d["metadata"]["name"] == "vmadoptions.vm-import.cozystack.io"),
         "{docs:#?}"
     );
     validate_core(&docs).unwrap();

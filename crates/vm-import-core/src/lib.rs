@@ -12,6 +12,7 @@
 //! - [`adoption`]: the decision for one VM: nothing, a refusal, or the writes to make.
 //! - [`instance`]: full adoption's mapping of a VM to `vm-instance` and `vm-disk` values.
 //! - [`handoff`]: full adoption's disk handoff, as the next step from observed state.
+//! - [`preflight`]: full adoption's checks before anything is touched.
 //! - [`apps`]: the objects full adoption creates: HelmReleases, claims, DataVolumes, PV patches.
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod handoff;
 pub mod instance;
 pub mod names;
 pub mod plan;
+pub mod preflight;
 pub mod tracking;
 
 pub use adoption::{Decision, decide};
