@@ -48,6 +48,7 @@ fn start_controller(client: &Client) -> Controller {
                 &client,
                 "e2e",
                 RunConfig { concurrency: 16 },
+                None,
                 &metrics,
                 &ready,
                 async move {

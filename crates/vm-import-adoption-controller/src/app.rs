@@ -21,9 +21,16 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 use vm_import_core::contract::{FORKLIFT_VM_SELECTOR, TRACKING_CONFIGMAP_SELECTOR};
 
+use std::time::Duration;
+
+use kube::runtime::Controller;
+use vm_import_api::VMAdoption;
+use vm_import_core::apps::Charts;
+
 use crate::{
     cli::Args,
     controller::{self, RunConfig, WatchStream, Watches, Writers},
+    full::{self, FullContext},
     http::{self, HttpState},
     leader::{self, LeaseConfig},
     metrics::Metrics,
@@ -98,12 +105,17 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     let config = RunConfig {
         concurrency: args.concurrency,
     };
+    let full = args.full_adoption.then(|| Charts {
+        instance: args.vm_instance_chart.clone(),
+        disk: args.vm_disk_chart.clone(),
+    });
 
     if !args.leader_election {
         run_controller(
             &client,
             &identity,
             config,
+            full.as_ref(),
             &metrics,
             &ready,
             first_of(stopped(), futures::future::pending()),
@@ -138,7 +150,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
                     let _ = leading.wait_for(|l| !*l).await;
                 };
                 let stop = first_of(lost, stopped());
-                run_controller(&client, &identity, config, &metrics, &ready, stop).await;
+                run_controller(&client, &identity, config, full.as_ref(), &metrics, &ready, stop).await;
                 metrics.set_leader(false);
                 ready.store(true, Ordering::Relaxed);
                 if *leadership.leading.borrow() {
@@ -167,6 +179,7 @@ pub async fn run_controller(
     client: &Client,
     identity: &str,
     config: RunConfig,
+    full: Option<&Charts>,
     metrics: &Arc<Metrics>,
     ready: &Arc<AtomicBool>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
@@ -203,7 +216,31 @@ pub async fn run_controller(
         vms: vm_writer,
         records: record_writer,
     };
-    controller::drain(controller::run(watches, writers, ctx, config, stop)).await;
+    let stop = stop.shared();
+    let labels = controller::drain(controller::run(watches, writers, ctx, config, stop.clone()));
+    match full {
+        None => labels.await,
+        Some(charts) => {
+            let full_ctx = Arc::new(FullContext {
+                client: client.clone(),
+                metrics: metrics.clone(),
+                recorder: Recorder::new(
+                    client.clone(),
+                    Reporter {
+                        controller: CONTROLLER_NAME.into(),
+                        instance: Some(identity.to_owned()),
+                    },
+                ),
+                charts: charts.clone(),
+                recheck: Duration::from_secs(5),
+            });
+            let adoptions = Controller::new(Api::<VMAdoption>::all(client.clone()), watcher::Config::default())
+                .with_config(kube::runtime::controller::Config::default().concurrency(4))
+                .graceful_shutdown_on(stop)
+                .run(full::reconcile, full::error_policy, full_ctx);
+            futures::future::join(labels, drain_adoptions(adoptions)).await;
+        }
+    }
     readiness.abort();
 }
 
@@ -234,6 +271,23 @@ pub fn api_watches(
         )
         .default_backoff(),
     }
+}
+
+/// Drains the full-adoption controller's output; failures are logged by its error policy.
+async fn drain_adoptions<S, T, E>(stream: S)
+where
+    S: futures::Stream<Item = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    use futures::StreamExt;
+    stream
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "full adoption controller");
+            }
+            futures::future::ready(())
+        })
+        .await;
 }
 
 /// A `Sync` future that resolves when either `a` or `b` does (the controller's

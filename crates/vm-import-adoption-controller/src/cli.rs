@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use clap::{Parser, ValueEnum};
+use vm_import_core::apps::{ChartRef, Charts};
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -54,6 +55,21 @@ pub struct Args {
     #[arg(long, env = "VM_IMPORT_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
 
+    /// Run full adoption: reconcile VMAdoptions (needs the VMAdoption CRD and the
+    /// chart's full-adoption RBAC).
+    #[arg(long, env = "VM_IMPORT_FULL_ADOPTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub full_adoption: bool,
+
+    /// Chart of the VMInstance apps full adoption creates, as `Kind:namespace/name`.
+    #[arg(long, env = "VM_IMPORT_VM_INSTANCE_CHART", value_parser = ChartRef::parse,
+          default_value_t = Charts::default().instance)]
+    pub vm_instance_chart: ChartRef,
+
+    /// Chart of the VMDisk apps full adoption creates, as `Kind:namespace/name`.
+    #[arg(long, env = "VM_IMPORT_VM_DISK_CHART", value_parser = ChartRef::parse,
+          default_value_t = Charts::default().disk)]
+    pub vm_disk_chart: ChartRef,
+
     /// Runtime worker threads. The work is I/O-bound; a fixed small number keeps memory
     /// independent of the node's core count.
     #[arg(long, env = "VM_IMPORT_WORKER_THREADS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -72,6 +88,9 @@ mod tests {
         assert_eq!(args.concurrency, 32);
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.worker_threads, 2);
+        assert!(args.full_adoption);
+        assert_eq!(args.vm_instance_chart, Charts::default().instance);
+        assert_eq!(args.vm_disk_chart, Charts::default().disk);
     }
 
     #[test]
@@ -101,6 +120,8 @@ mod tests {
             vec!["c", "--lease-duration", "1"],
             vec!["c", "--leader-election", "maybe"],
             vec!["c", "--worker-threads", "0"],
+            vec!["c", "--full-adoption", "maybe"],
+            vec!["c", "--vm-disk-chart", "cozy-system/vm-disk"],
         ] {
             let err = Args::try_parse_from(&bad).expect_err("rejected");
             assert!(err.to_string().contains("invalid value"), "{bad:?}: {err}");

@@ -1,6 +1,7 @@
 //! `vm-import-adoption-controller`: adopts the VirtualMachines that an adoption-enabled
 //! Forklift import created into Cozystack, by labelling them and recording each one in
-//! a tracking ConfigMap.
+//! a tracking ConfigMap; and, for each `VMAdoption` requested, turns one such VM into a
+//! Cozystack VMInstance with VMDisks ([`full`]).
 //!
 //! The decisions live in the pure `vm-import-core` crate. This crate is the Kubernetes
 //! edge: it watches (metadata-only where it can), indexes, reconciles and writes, and it
@@ -11,6 +12,7 @@ pub mod app;
 pub mod cli;
 pub mod controller;
 pub mod expectations;
+pub mod full;
 pub mod gate;
 pub mod http;
 pub mod index;

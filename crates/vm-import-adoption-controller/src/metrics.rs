@@ -45,6 +45,26 @@ pub enum Write {
     TrackingConfigMap,
     /// An Event.
     Event,
+    /// Full adoption: a VMAdoption's status.
+    AdoptionStatus,
+    /// Full adoption: stopping the source VM.
+    VmStop,
+    /// Full adoption: deleting the source VM (after its disks moved).
+    VmDelete,
+    /// Full adoption: a PV patch (reclaim policy, claimRef).
+    PvPatch,
+    /// Full adoption: creating a claim.
+    ClaimCreate,
+    /// Full adoption: clearing an imported claim's owners.
+    ClaimPatch,
+    /// Full adoption: deleting an imported claim (its PV retained).
+    ClaimDelete,
+    /// Full adoption: creating a DataVolume.
+    DataVolumeCreate,
+    /// Full adoption: creating a HelmRelease.
+    ReleaseCreate,
+    /// Full adoption: patching a HelmRelease.
+    ReleasePatch,
 }
 
 impl Write {
@@ -53,6 +73,16 @@ impl Write {
             Self::VmLabels => "vm_labels",
             Self::TrackingConfigMap => "tracking_configmap",
             Self::Event => "event",
+            Self::AdoptionStatus => "vmadoption_status",
+            Self::VmStop => "vm_stop",
+            Self::VmDelete => "vm_delete",
+            Self::PvPatch => "pv_patch",
+            Self::ClaimCreate => "pvc_create",
+            Self::ClaimPatch => "pvc_patch",
+            Self::ClaimDelete => "pvc_delete",
+            Self::DataVolumeCreate => "datavolume_create",
+            Self::ReleaseCreate => "helmrelease_create",
+            Self::ReleasePatch => "helmrelease_patch",
         }
     }
 }

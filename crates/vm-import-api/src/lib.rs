@@ -80,7 +80,7 @@ pub enum Phase {
 }
 
 /// One disk's handoff, recorded before anything is touched.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DiskStatus {
     /// The VMDisk's name.
@@ -91,6 +91,14 @@ pub struct DiskStatus {
     pub new_claim: String,
     /// The PV that holds the data throughout.
     pub pv: String,
+    /// The VMDisk's values.
+    #[schemars(schema_with = "any_object")]
+    pub values: serde_json::Value,
+}
+
+/// An object whose fields the schema does not constrain (recorded chart values).
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
 }
 
 /// A condition, as Kubernetes conventions shape them.
@@ -115,8 +123,13 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
 }
 
+/// An optional object whose fields the schema does not constrain.
+fn any_object_opt(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "nullable": true, "x-kubernetes-preserve-unknown-fields": true})
+}
+
 /// The adoption's record.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VMAdoptionStatus {
     /// Where the adoption is.
@@ -140,9 +153,16 @@ pub struct VMAdoptionStatus {
     /// Each disk's handoff: old claim → new claim, and the PV.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disks: Vec<DiskStatus>,
-    /// The VM's power state, restored at the end.
+    /// The VM's power state, restored at the end. Set once the plan is recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_strategy: Option<String>,
+    /// The UID of the VM being adopted, so that only that VM is ever stopped or removed.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "vmUID")]
+    pub vm_uid: Option<String>,
+    /// The VMInstance's values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object_opt")]
+    pub instance_values: Option<serde_json::Value>,
     /// Every VM setting the VMInstance cannot express.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,

@@ -7,10 +7,7 @@
 
 use serde_json::{Value, json};
 
-use crate::{
-    handoff::DiskPlan,
-    instance::{DiskMapping, InstanceMapping},
-};
+use crate::{handoff::DiskPlan, instance::InstanceMapping};
 
 /// The API group Cozystack presents its apps under.
 pub const APPS_GROUP: &str = "apps.cozystack.io";
@@ -34,6 +31,33 @@ pub struct ChartRef {
     pub name: String,
     /// Its namespace.
     pub namespace: String,
+}
+
+impl ChartRef {
+    /// Parses `Kind:namespace/name`, e.g.
+    /// `ExternalArtifact:cozy-system/cozystack-vm-disk-application-kubevirt-vm-disk`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad =
+            || format!("{text:?} is not Kind:namespace/name (Kind is ExternalArtifact, OCIRepository or HelmChart)");
+        let (kind, rest) = text.split_once(':').ok_or_else(bad)?;
+        let (namespace, name) = rest.split_once('/').ok_or_else(bad)?;
+        let valid = ["ExternalArtifact", "OCIRepository", "HelmChart"].contains(&kind)
+            && crate::names::is_dns1123_label(namespace)
+            && crate::names::is_dns1123_subdomain(name);
+        valid
+            .then(|| Self {
+                kind: kind.into(),
+                name: name.into(),
+                namespace: namespace.into(),
+            })
+            .ok_or_else(bad)
+    }
+}
+
+impl std::fmt::Display for ChartRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}/{}", self.kind, self.namespace, self.name)
+    }
 }
 
 /// The charts of the two app kinds.
@@ -73,6 +97,30 @@ pub struct ClaimSpec {
     pub size: String,
 }
 
+impl ClaimSpec {
+    /// What a claim bound to `pv` (a PersistentVolume as JSON) must ask for: its modes,
+    /// class and whole capacity. `None` when the PV has no capacity.
+    pub fn of_pv(pv: &Value) -> Option<Self> {
+        let spec = pv.get("spec")?;
+        let text = |key: &str| {
+            spec.get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        Some(Self {
+            access_modes: spec
+                .get("accessModes")
+                .and_then(Value::as_array)
+                .map(|modes| modes.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default(),
+            volume_mode: text("volumeMode"),
+            storage_class: text("storageClassName"),
+            size: spec.pointer("/capacity/storage")?.as_str()?.to_owned(),
+        })
+    }
+}
+
 fn helm_release(namespace: &str, kind: &str, app: &str, release: &str, chart: &ChartRef, values: Value) -> Value {
     json!({
         "apiVersion": "helm.toolkit.fluxcd.io/v2",
@@ -96,32 +144,36 @@ fn helm_release(namespace: &str, kind: &str, app: &str, release: &str, chart: &C
     })
 }
 
-/// The `VMDisk` app of one handed-over disk.
-pub fn disk_release(namespace: &str, disk: &DiskMapping, charts: &Charts) -> Value {
-    let values = serde_json::to_value(&disk.values).unwrap_or(Value::Null);
-    helm_release(
-        namespace,
-        "VMDisk",
-        &disk.app_name,
-        &disk.target_claim,
-        &charts.disk,
-        values,
-    )
+/// The `VMDisk` app `app` (release `release`) with `values`.
+pub fn disk_release(namespace: &str, app: &str, release: &str, values: &Value, charts: &Charts) -> Value {
+    helm_release(namespace, "VMDisk", app, release, &charts.disk, values.clone())
 }
 
-/// The `VMInstance` app, created with `runStrategy` `run_strategy` (`Halted` during the
-/// handoff; the mapping's own once the old VM is gone).
-pub fn instance_release(namespace: &str, mapping: &InstanceMapping, run_strategy: &str, charts: &Charts) -> Value {
-    let mut values = serde_json::to_value(&mapping.values).unwrap_or(Value::Null);
+/// The `VMInstance` app `app` (release `release`) with `values`, its `runStrategy` set
+/// to `run_strategy` (`Halted` during the handoff; the VM's own once the old VM is gone).
+pub fn instance_release(
+    namespace: &str,
+    app: &str,
+    release: &str,
+    values: &Value,
+    run_strategy: &str,
+    charts: &Charts,
+) -> Value {
+    let mut values = values.clone();
     values["runStrategy"] = json!(run_strategy);
-    helm_release(
-        namespace,
-        "VMInstance",
-        &mapping.instance_name,
-        &mapping.vm_name,
-        &charts.instance,
-        values,
-    )
+    helm_release(namespace, "VMInstance", app, release, &charts.instance, values)
+}
+
+/// The values of `mapping`'s VMInstance and of each VMDisk, as recorded before the
+/// handoff starts (the handoff may outlive the VM they were mapped from).
+pub fn recorded_values(mapping: &InstanceMapping) -> (Value, Vec<Value>) {
+    let instance = serde_json::to_value(&mapping.values).unwrap_or(Value::Null);
+    let disks = mapping
+        .disks
+        .iter()
+        .map(|d| serde_json::to_value(&d.values).unwrap_or(Value::Null))
+        .collect();
+    (instance, disks)
 }
 
 /// The claim that takes over `disk`: same size, class and modes, pre-bound to its PV.
@@ -235,13 +287,15 @@ mod tests {
     #[test]
     fn releases_carry_cozystack_app_labels_and_values() {
         let m = mapping();
-        let hr = instance_release("tenant-a", &m, "Halted", &Charts::default());
+        let (instance, disks) = recorded_values(&m);
+        let hr = instance_release("tenant-a", "web", &m.vm_name, &instance, "Halted", &Charts::default());
         assert_eq!(hr["metadata"]["name"], "vm-instance-web");
         assert_eq!(hr["metadata"]["labels"][LABEL_APP_KIND], "VMInstance");
         assert_eq!(hr["metadata"]["labels"][LABEL_APP_NAME], "web");
         assert_eq!(hr["spec"]["values"]["runStrategy"], "Halted");
         assert_eq!(hr["spec"]["values"]["disks"][0]["name"], "web-disk-0");
-        let disk = disk_release("tenant-a", &m.disks[0], &Charts::default());
+        let d = &m.disks[0];
+        let disk = disk_release("tenant-a", &d.app_name, &d.target_claim, &disks[0], &Charts::default());
         assert_eq!(disk["metadata"]["name"], "vm-disk-web-disk-0");
         assert_eq!(disk["metadata"]["labels"][LABEL_APP_KIND], "VMDisk");
         assert_eq!(disk["metadata"]["labels"][LABEL_APP_NAME], "web-disk-0");
@@ -250,6 +304,37 @@ mod tests {
             disk["spec"]["chartRef"]["name"],
             "cozystack-vm-disk-application-kubevirt-vm-disk"
         );
+    }
+
+    #[test]
+    fn chart_refs_parse_and_print() {
+        let default = Charts::default();
+        assert_eq!(ChartRef::parse(&default.disk.to_string()), Ok(default.disk));
+        for bad in [
+            "",
+            "ExternalArtifact",
+            "Git:cozy-system/x",
+            "ExternalArtifact:cozy-system",
+            "HelmChart:Bad/x",
+        ] {
+            assert!(ChartRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_claim_spec_is_read_from_its_pv() {
+        let pv = json!({"spec": {"accessModes": ["ReadWriteMany"], "volumeMode": "Block",
+            "storageClassName": "replicated", "capacity": {"storage": "20Gi"}}});
+        assert_eq!(
+            ClaimSpec::of_pv(&pv),
+            Some(ClaimSpec {
+                access_modes: vec!["ReadWriteMany".into()],
+                volume_mode: Some("Block".into()),
+                storage_class: Some("replicated".into()),
+                size: "20Gi".into(),
+            })
+        );
+        assert_eq!(ClaimSpec::of_pv(&json!({"spec": {}})), None);
     }
 
     #[test]

@@ -189,7 +189,15 @@ fn every_emitted_object_validates_against_its_schema() {
     ] {
         let m = map_fixture(fixture, "inst");
         let charts = Charts::default();
-        let mut emitted = vec![apps::instance_release("tenant-demo", &m, "Halted", &charts)];
+        let (instance_values, disk_values) = apps::recorded_values(&m);
+        let mut emitted = vec![apps::instance_release(
+            "tenant-demo",
+            &m.instance_name,
+            &m.vm_name,
+            &instance_values,
+            "Halted",
+            &charts,
+        )];
         let pvs: Vec<String> = (0..m.disks.len()).map(|i| format!("pv-{i}")).collect();
         let plan = HandoffPlan::new(&m, &pvs, false).unwrap();
         let spec = ClaimSpec {
@@ -198,8 +206,14 @@ fn every_emitted_object_validates_against_its_schema() {
             storage_class: Some("replicated".into()),
             size: "20Gi".into(),
         };
-        for (disk, planned) in m.disks.iter().zip(&plan.disks) {
-            emitted.push(apps::disk_release("tenant-demo", disk, &charts));
+        for ((disk, planned), values) in m.disks.iter().zip(&plan.disks).zip(&disk_values) {
+            emitted.push(apps::disk_release(
+                "tenant-demo",
+                &disk.app_name,
+                &disk.target_claim,
+                values,
+                &charts,
+            ));
             let dv = apps::data_volume("tenant-demo", planned, &spec, disk.values.optical);
             let violations = data_volumes.violations(&dv);
             assert!(violations.is_empty(), "{fixture}: {violations:#?}");

@@ -8,6 +8,8 @@ use std::{
     time::Duration,
 };
 
+pub mod fake;
+
 use http::{Request, Response};
 use k8s_openapi::{
     api::core::v1::ConfigMap,
