@@ -478,57 +478,107 @@ fn controller_docs(values: &str) -> Vec<Value> {
         .unwrap()
 }
 
+/// `(group, resource, verb)` triples granted by a role.
+fn grants(role: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    out.push((
+                        group.as_str().unwrap().to_owned(),
+                        resource.as_str().unwrap().to_owned(),
+                        verb.as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn triples(expected: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    expected
+        .iter()
+        .map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn cluster_role<'a>(docs: &'a [Value], suffix: &str) -> Option<&'a Value> {
+    of_kind(docs, "ClusterRole")
+        .into_iter()
+        .find(|r| r["metadata"]["name"].as_str().unwrap().ends_with(suffix))
+}
+
 #[test]
 fn controller_rbac_is_least_privilege() {
     let docs = controller_docs("defaults.yaml");
-    let role = one(&docs, "ClusterRole");
-    let rules: Vec<(String, String, String)> = role["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| {
-            let groups = r["apiGroups"].as_array().unwrap().clone();
-            let resources = r["resources"].as_array().unwrap().clone();
-            let verbs = r["verbs"].as_array().unwrap().clone();
-            groups.into_iter().flat_map(move |g| {
-                let verbs = verbs.clone();
-                resources.clone().into_iter().flat_map(move |res| {
-                    let g = g.clone();
-                    verbs.clone().into_iter().map(move |v| {
-                        (
-                            g.as_str().unwrap().to_owned(),
-                            res.as_str().unwrap().to_owned(),
-                            v.as_str().unwrap().to_owned(),
-                        )
-                    })
-                })
-            })
-        })
-        .collect();
-    let expected = [
-        ("kubevirt.io", "virtualmachines", "list"),
-        ("kubevirt.io", "virtualmachines", "watch"),
-        ("kubevirt.io", "virtualmachines", "patch"),
-        ("forklift.konveyor.io", "plans", "list"),
-        ("forklift.konveyor.io", "plans", "watch"),
-        ("forklift.konveyor.io", "providers", "list"),
-        ("forklift.konveyor.io", "providers", "watch"),
-        ("", "configmaps", "list"),
-        ("", "configmaps", "watch"),
-        ("", "configmaps", "create"),
-        ("", "configmaps", "patch"),
-        ("events.k8s.io", "events", "create"),
-        ("events.k8s.io", "events", "patch"),
-    ];
-    let expected: Vec<(String, String, String)> = expected
-        .iter()
-        .map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
-        .collect();
-    assert_eq!(rules, expected);
+    let labels = cluster_role(&docs, "-controller").expect("label adoption role");
+    let rules = grants(labels);
+    assert_eq!(
+        rules,
+        triples(&[
+            ("kubevirt.io", "virtualmachines", "list"),
+            ("kubevirt.io", "virtualmachines", "watch"),
+            ("kubevirt.io", "virtualmachines", "patch"),
+            ("forklift.konveyor.io", "plans", "list"),
+            ("forklift.konveyor.io", "plans", "watch"),
+            ("forklift.konveyor.io", "providers", "list"),
+            ("forklift.konveyor.io", "providers", "watch"),
+            ("", "configmaps", "list"),
+            ("", "configmaps", "watch"),
+            ("", "configmaps", "create"),
+            ("", "configmaps", "patch"),
+            ("events.k8s.io", "events", "create"),
+            ("events.k8s.io", "events", "patch"),
+        ])
+    );
     assert!(
         !rules
             .iter()
-            .any(|(_, r, v)| v == "delete" || r.contains("persistentvolume") || r == "datavolumes")
+            .any(|(_, r, v)| v == "delete" || r.contains("persistentvolume") || r == "datavolumes"),
+        "labelling never touches disks"
+    );
+
+    // Full adoption's rights, exactly the handoff's requests; never a PV deletion.
+    let full = grants(cluster_role(&docs, "-full-adoption").expect("full adoption role"));
+    assert_eq!(
+        full,
+        triples(&[
+            ("vm-import.cozystack.io", "vmadoptions", "list"),
+            ("vm-import.cozystack.io", "vmadoptions", "watch"),
+            ("vm-import.cozystack.io", "vmadoptions/status", "patch"),
+            ("kubevirt.io", "virtualmachines", "get"),
+            ("kubevirt.io", "virtualmachines", "delete"),
+            ("kubevirt.io", "virtualmachineinstances", "get"),
+            ("subresources.kubevirt.io", "virtualmachines/stop", "update"),
+            ("", "persistentvolumes", "get"),
+            ("", "persistentvolumes", "patch"),
+            ("", "persistentvolumeclaims", "get"),
+            ("", "persistentvolumeclaims", "create"),
+            ("", "persistentvolumeclaims", "patch"),
+            ("", "persistentvolumeclaims", "delete"),
+            ("cdi.kubevirt.io", "datavolumes", "get"),
+            ("cdi.kubevirt.io", "datavolumes", "create"),
+            ("helm.toolkit.fluxcd.io", "helmreleases", "get"),
+            ("helm.toolkit.fluxcd.io", "helmreleases", "create"),
+            ("helm.toolkit.fluxcd.io", "helmreleases", "patch"),
+        ])
+    );
+    assert_eq!(of_kind(&docs, "ClusterRoleBinding").len(), 2);
+
+    let off = controller_docs("labels-only.yaml");
+    assert!(
+        cluster_role(&off, "-full-adoption").is_none(),
+        "labels only: no disk rights"
+    );
+    assert_eq!(of_kind(&off, "ClusterRoleBinding").len(), 1);
+    let env = &one(&off, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "VM_IMPORT_FULL_ADOPTION" && e["value"] == "false")
     );
 
     let lease = one(&docs, "Role");
@@ -541,6 +591,25 @@ fn controller_rbac_is_least_privilege() {
         of_kind(&controller_docs("single-replica.yaml"), "Role").is_empty(),
         "no Lease rights without election"
     );
+}
+
+#[test]
+fn tenants_get_vmadoption_rights_through_cozystack_aggregation() {
+    let docs = controller_docs("defaults.yaml");
+    let admin = cluster_role(&docs, "-vmadoptions-admin").unwrap();
+    assert_eq!(
+        admin["metadata"]["labels"]["rbac.cozystack.io/aggregate-to-tenant-admin"],
+        "true"
+    );
+    let verbs: Vec<String> = grants(admin).into_iter().map(|(_, _, v)| v).collect();
+    assert_eq!(verbs, ["get", "list", "watch", "create", "delete"]);
+    let view = cluster_role(&docs, "-vmadoptions-view").unwrap();
+    assert_eq!(
+        view["metadata"]["labels"]["rbac.cozystack.io/aggregate-to-tenant-view"],
+        "true"
+    );
+    let verbs: Vec<String> = grants(view).into_iter().map(|(_, _, v)| v).collect();
+    assert_eq!(verbs, ["get", "list", "watch"]);
 }
 
 #[test]
