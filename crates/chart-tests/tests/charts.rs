@@ -250,6 +250,20 @@ fn adoption_annotations_exactly_when_enabled() {
         );
         assert_eq!(plan["spec"]["targetNamespace"], NS);
     }
+    for values in ["minimal.yaml", "full.yaml"] {
+        let docs = render(values);
+        let annotations = &one(&docs, "Plan")["metadata"]["annotations"];
+        assert!(
+            annotations["vm-import.cozystack.io/adoption-mode"].is_null(),
+            "labels only by default"
+        );
+        assert!(annotations["vm-import.cozystack.io/adoption-stop-vm"].is_null());
+    }
+    let docs = render("full-adoption.yaml");
+    let annotations = &one(&docs, "Plan")["metadata"]["annotations"];
+    assert_eq!(annotations["vm-import.cozystack.io/adoption-mode"], "full");
+    assert_eq!(annotations["vm-import.cozystack.io/adoption-stop-vm"], "true");
+
     let docs = render("no-adoption.yaml");
     let plan = one(&docs, "Plan");
     assert!(plan["metadata"]["annotations"].is_null(), "{plan}");
@@ -547,6 +561,7 @@ fn controller_rbac_is_least_privilege() {
         triples(&[
             ("vm-import.cozystack.io", "vmadoptions", "list"),
             ("vm-import.cozystack.io", "vmadoptions", "watch"),
+            ("vm-import.cozystack.io", "vmadoptions", "create"),
             ("vm-import.cozystack.io", "vmadoptions/status", "patch"),
             ("kubevirt.io", "virtualmachines", "get"),
             ("kubevirt.io", "virtualmachines", "delete"),

@@ -193,13 +193,9 @@ pub async fn run_controller(
             instance: Some(identity.to_owned()),
         },
     );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        vm_reader,
-        record_reader,
-        metrics.clone(),
-        recorder,
-    ));
+    let mut ctx = Context::new(client.clone(), vm_reader, record_reader, metrics.clone(), recorder);
+    ctx.full_adoption = full.is_some();
+    let ctx = Arc::new(ctx);
 
     ready.store(false, Ordering::Relaxed);
     let readiness = tokio::spawn({

@@ -45,6 +45,8 @@ pub enum Write {
     TrackingConfigMap,
     /// An Event.
     Event,
+    /// Automatic full adoption: creating a VM's VMAdoption.
+    AdoptionCreate,
     /// Full adoption: a VMAdoption's status.
     AdoptionStatus,
     /// Full adoption: stopping the source VM.
@@ -73,6 +75,7 @@ impl Write {
             Self::VmLabels => "vm_labels",
             Self::TrackingConfigMap => "tracking_configmap",
             Self::Event => "event",
+            Self::AdoptionCreate => "vmadoption_create",
             Self::AdoptionStatus => "vmadoption_status",
             Self::VmStop => "vm_stop",
             Self::VmDelete => "vm_delete",

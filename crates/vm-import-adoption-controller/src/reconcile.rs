@@ -63,6 +63,16 @@ pub enum Error {
         /// The API error.
         source: kube::Error,
     },
+    /// Creating the VM's VMAdoption (automatic full adoption) failed.
+    #[error("requesting full adoption of VirtualMachine {namespace}/{name}: {source}")]
+    CreateAdoption {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
 }
 
 impl Error {
@@ -72,6 +82,7 @@ impl Error {
             Self::MissingMetadata(_) => "bad_object",
             Self::ApplyRecord { .. } => "apply_record",
             Self::ApplyLabels { .. } => "apply_labels",
+            Self::CreateAdoption { .. } => "create_vmadoption",
         }
     }
 }
@@ -103,6 +114,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// The current time.
     pub clock: Clock,
+    /// Whether full adoption runs here, so that Plans asking for it get VMAdoptions.
+    pub full_adoption: bool,
     failures: Mutex<HashMap<ObjectRef<VmMeta>, u32>>,
 }
 
@@ -127,6 +140,7 @@ impl Context {
             metrics,
             recorder,
             clock: Box::new(|| Timestamp::now().to_string()),
+            full_adoption: false,
             failures: Mutex::default(),
         }
     }
@@ -253,6 +267,7 @@ async fn reconcile_inner(vm: &VmMeta, ctx: &Context) -> Result<Outcome, Error> {
         provider_type.as_deref(),
         existing.as_ref(),
         &now,
+        ctx.full_adoption,
     ) {
         Decision::Settled => Ok(Outcome::Settled),
         Decision::Ineligible(why) => {
@@ -265,7 +280,21 @@ async fn reconcile_inner(vm: &VmMeta, ctx: &Context) -> Result<Outcome, Error> {
             }
             Ok(Outcome::Ineligible)
         }
-        Decision::Write { record, labels } => {
+        Decision::Write {
+            full_adoption,
+            record,
+            labels,
+        } => {
+            if let Some(stop_vm) = full_adoption {
+                let result = writes::create_vm_adoption(&ctx.client, namespace, name, &imported.uid, stop_vm).await;
+                ctx.metrics.wrote(Write::AdoptionCreate, result.is_ok());
+                result.map_err(|source| Error::CreateAdoption {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    source,
+                })?;
+                info!("requested full adoption (VMAdoption {name})");
+            }
             if let Some(record) = &record {
                 let result = writes::apply_record(&ctx.client, record).await;
                 ctx.metrics.wrote(Write::TrackingConfigMap, result.is_ok());

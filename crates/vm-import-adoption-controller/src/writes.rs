@@ -80,3 +80,42 @@ pub async fn apply_record(client: &Client, record: &TrackingRecord) -> Result<Co
     api.patch(&record.name, &params, &Patch::Apply(record_body(record)))
         .await
 }
+
+/// The VMAdoption that automatic full adoption creates for `vm`: named like it, owned by
+/// it (so it goes with a VM deleted otherwise; the handoff orphans it, keeping the record).
+pub fn vm_adoption_body(namespace: &str, vm: &str, vm_uid: &str, stop_vm: bool) -> Value {
+    json!({
+        "apiVersion": vm_import_api::VMAdoption::api_version(&()),
+        "kind": vm_import_api::VMAdoption::kind(&()),
+        "metadata": {
+            "name": vm,
+            "namespace": namespace,
+            "labels": {"vm-import.cozystack.io/requested-by": "plan"},
+            "ownerReferences": [{
+                "apiVersion": VirtualMachine::api_version(&()),
+                "kind": VirtualMachine::kind(&()),
+                "name": vm,
+                "uid": vm_uid,
+            }],
+        },
+        "spec": {"vmName": vm, "stopVM": stop_vm},
+    })
+}
+
+/// Creates the VM's VMAdoption; one that exists already (a retry) is fine.
+pub async fn create_vm_adoption(
+    client: &Client,
+    namespace: &str,
+    vm: &str,
+    vm_uid: &str,
+    stop_vm: bool,
+) -> Result<(), kube::Error> {
+    let api: Api<vm_import_api::VMAdoption> = Api::namespaced(client.clone(), namespace);
+    let body: vm_import_api::VMAdoption =
+        serde_json::from_value(vm_adoption_body(namespace, vm, vm_uid, stop_vm)).map_err(kube::Error::SerdeError)?;
+    match api.create(&kube::api::PostParams::default(), &body).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -430,3 +430,54 @@ async fn production_watches_list_each_kind_once_server_side_filtered_and_vms_met
         ]
     );
 }
+
+#[tokio::test]
+async fn a_full_mode_plan_gets_each_vm_one_vmadoption_before_its_record() {
+    let mut full_plan = plan(NS, "import-1", PLAN_UID, succeeded_status(&["vm-1"]));
+    let annotations = full_plan.metadata.annotations.get_or_insert_default();
+    annotations.insert("vm-import.cozystack.io/adoption-mode".into(), "full".into());
+    let mut f = Fixture::new(
+        vec![vm(NS, "web-01", forklift_labels(PLAN_UID, "vm-1"))],
+        vec![full_plan],
+        vec![provider(NS, "vcenter", "vsphere")],
+        vec![],
+    );
+    reconcile(f.cached_vm(NS, "web-01"), f.ctx.clone())
+        .await
+        .expect("adopts");
+    let writes = f.api.writes();
+    assert_eq!(writes.len(), 4, "{writes:#?}");
+    assert_eq!(writes[0].method, "POST");
+    assert_eq!(
+        writes[0].path,
+        "/apis/vm-import.cozystack.io/v1alpha1/namespaces/tenant-a/vmadoptions?"
+    );
+    assert_eq!(
+        writes[0].body,
+        json!({
+            "apiVersion": "vm-import.cozystack.io/v1alpha1",
+            "kind": "VMAdoption",
+            "metadata": {
+                "name": "web-01", "namespace": NS,
+                "labels": {"vm-import.cozystack.io/requested-by": "plan"},
+                "ownerReferences": [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "name": "web-01", "uid": "uid-web-01"}]
+            },
+            "spec": {"vmName": "web-01", "stopVM": false}
+        })
+    );
+    assert_eq!(writes[1].body["data"]["fullAdoption"], "requested");
+    assert!(writes[2].path.contains("/virtualmachines/web-01"));
+    assert_eq!(writes[3].body["reason"], "Adopted");
+
+    // Once recorded, nothing more: no second VMAdoption, no write at all.
+    f.apply_record(record_from_apply(&writes[1].body));
+    let mut labelled = forklift_labels(PLAN_UID, "vm-1");
+    labelled.extend(vm_import_core::desired_vm_labels("import-1"));
+    let mut adopted = vm(NS, "web-01", labelled);
+    adopted.metadata.resource_version = Some("1000".into());
+    f.apply_vm(adopted);
+    reconcile(f.cached_vm(NS, "web-01"), f.ctx.clone())
+        .await
+        .expect("settled");
+    assert_eq!(f.api.writes().len(), 4);
+}

@@ -17,6 +17,15 @@ pub const ANNOTATION_ADOPTION_ENABLED: &str = "vm-import.cozystack.io/adoption-e
 /// Plan annotation naming the namespace the import belongs to.
 pub const ANNOTATION_TARGET_NAMESPACE: &str = "vm-import.cozystack.io/target-namespace";
 
+/// Plan annotation choosing how far adoption goes: `full` also requests a VMAdoption
+/// (full adoption) for each adopted VM; anything else means labels only.
+pub const ANNOTATION_ADOPTION_MODE: &str = "vm-import.cozystack.io/adoption-mode";
+/// Value of [`ANNOTATION_ADOPTION_MODE`] that requests full adoption.
+pub const ADOPTION_MODE_FULL: &str = "full";
+/// Plan annotation: with `"true"`, the VMAdoptions of automatic full adoption may stop
+/// a running VM; otherwise they wait for it to be stopped.
+pub const ANNOTATION_ADOPTION_STOP_VM: &str = "vm-import.cozystack.io/adoption-stop-vm";
+
 /// Label set on an adopted VM.
 pub const LABEL_ADOPTED: &str = "cozystack.io/adopted";
 /// Label set on an adopted VM: always `vm-import`.

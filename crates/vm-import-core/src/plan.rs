@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::contract::{ANNOTATION_ADOPTION_ENABLED, ANNOTATION_TARGET_NAMESPACE};
+use crate::contract::{
+    ADOPTION_MODE_FULL, ANNOTATION_ADOPTION_ENABLED, ANNOTATION_ADOPTION_MODE, ANNOTATION_ADOPTION_STOP_VM,
+    ANNOTATION_TARGET_NAMESPACE,
+};
 
 /// A malformed part of a Plan, named precisely enough for a Warning Event.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
@@ -75,6 +78,8 @@ pub struct PlanFacts {
     pub uid: String,
     /// Whether the adoption annotation is exactly `"true"`.
     pub adoption_enabled: bool,
+    /// Automatic full adoption, when the Plan asks for it: `Some(stop_vm)`.
+    pub full_adoption: Option<bool>,
     /// The `vm-import.cozystack.io/target-namespace` annotation, when present.
     pub annotated_target_namespace: Option<String>,
     /// `spec.targetNamespace`, or the Plan's namespace when that is empty or absent.
@@ -101,6 +106,8 @@ impl PlanFacts {
             name: name.to_owned(),
             uid: uid.to_owned(),
             adoption_enabled: annotations.get(ANNOTATION_ADOPTION_ENABLED).map(String::as_str) == Some("true"),
+            full_adoption: (annotations.get(ANNOTATION_ADOPTION_MODE).map(String::as_str) == Some(ADOPTION_MODE_FULL))
+                .then(|| annotations.get(ANNOTATION_ADOPTION_STOP_VM).map(String::as_str) == Some("true")),
             annotated_target_namespace: annotations.get(ANNOTATION_TARGET_NAMESPACE).cloned(),
             target_namespace: parse_target_namespace(namespace, spec),
             source_provider: parse_source_provider(namespace, spec),

@@ -95,7 +95,13 @@ pub mod keys {
     pub const ADOPTED_AT: &str = "adoptedAt";
     /// Always `kubectl`.
     pub const MANAGEMENT_ENDPOINT: &str = "managementEndpoint";
+    /// `requested` once the VM's VMAdoption (automatic full adoption) was created;
+    /// never removed.
+    pub const FULL_ADOPTION: &str = "fullAdoption";
 }
+
+/// Value of [`keys::FULL_ADOPTION`].
+pub const FULL_ADOPTION_REQUESTED: &str = "requested";
 
 impl TrackingRecord {
     /// The record for an eligible VM.
@@ -103,13 +109,15 @@ impl TrackingRecord {
     /// `provider_type` is the source Provider's `spec.type` when it is known. `existing`
     /// is the ConfigMap as it is now: its `adoptedAt` is kept (it is written once), and
     /// so is its `sourceType` when the Provider is no longer known. `now` is used for
-    /// `adoptedAt` only when there is none yet.
+    /// `adoptedAt` only when there is none yet. With `full_requested`, the record
+    /// notes that the VM's VMAdoption exists (a note it keeps once made).
     pub fn build(
         vm: &ImportedVm,
         eligible: &Eligible<'_>,
         provider_type: Option<&str>,
         existing: Option<&ExistingRecord>,
         now: &str,
+        full_requested: bool,
     ) -> Self {
         let kept = |key: &str| {
             existing
@@ -135,6 +143,8 @@ impl TrackingRecord {
             ),
             (keys::MANAGEMENT_ENDPOINT, "kubectl".to_owned()),
         ];
+        let full = (full_requested || kept(keys::FULL_ADOPTION).is_some())
+            .then(|| (keys::FULL_ADOPTION, FULL_ADOPTION_REQUESTED.to_owned()));
         let labels = [
             (LABEL_TYPE, TYPE_ADOPTED_VM.to_owned()),
             (LABEL_TRACKED_VM, vm.name.clone()),
@@ -145,7 +155,7 @@ impl TrackingRecord {
             namespace: vm.namespace.clone(),
             owner: (vm.name.clone(), vm.uid.clone()),
             labels: labels.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-            data: data.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            data: data.into_iter().chain(full).map(|(k, v)| (k.to_owned(), v)).collect(),
         }
     }
 
@@ -210,7 +220,7 @@ mod tests {
         let plan = eligible_plan();
         let vm = forklift_vm();
         let ok = evaluate(&vm, Some(&plan)).expect("eligible");
-        TrackingRecord::build(&vm, &ok, provider, existing, NOW)
+        TrackingRecord::build(&vm, &ok, provider, existing, NOW, false)
     }
 
     #[test]

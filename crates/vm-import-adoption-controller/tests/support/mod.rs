@@ -313,6 +313,7 @@ pub fn context(client: Client) -> (Context, Writer<VmMeta>, Writer<ConfigMap>) {
     );
     let mut ctx = Context::new(client, vm_reader, record_reader, Arc::new(Metrics::default()), recorder);
     ctx.clock = Box::new(|| NOW.to_owned());
+    ctx.full_adoption = true;
     (ctx, vm_writer, record_writer)
 }
 
