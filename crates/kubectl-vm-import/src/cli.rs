@@ -1,0 +1,150 @@
+//! The plugin's command line, following kubectl's conventions (`-n`, `-A`, `-o`,
+//! `--context`, `--kubeconfig`).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// List imported VMs, and request and follow their full adoption into Cozystack.
+#[derive(Debug, Parser)]
+#[command(name = "kubectl vm-import", bin_name = "kubectl vm-import", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Cluster connection.
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// Which cluster and namespace, as kubectl takes them.
+#[derive(Clone, Debug, Args)]
+pub struct Connection {
+    /// The namespace (default: the context's).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// The kubeconfig file (default: $KUBECONFIG or ~/.kube/config).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// A table.
+    Table,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List imported VMs with their adoption level.
+    List {
+        /// All namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Fully adopt an imported VM: turn it into a VMInstance with VMDisks, zero-copy.
+    Adopt(AdoptArgs),
+    /// Show how far a VM's full adoption got.
+    Status {
+        /// The VM.
+        vm: String,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+/// `adopt`'s options.
+#[derive(Clone, Debug, Args)]
+pub struct AdoptArgs {
+    /// The imported, label-adopted VM.
+    pub vm: String,
+    /// The VMInstance's name (default: the VM's).
+    #[arg(long, value_parser = dns1123_label)]
+    pub instance_name: Option<String>,
+    /// A VirtualMachineClusterInstancetype instead of the VM's own sizing.
+    #[arg(long)]
+    pub instance_type: Option<String>,
+    /// A VirtualMachineClusterPreference instead of the VM's own.
+    #[arg(long)]
+    pub instance_profile: Option<String>,
+    /// Stop the VM if it runs (otherwise the adoption waits until it is stopped).
+    #[arg(long)]
+    pub stop: bool,
+    /// Follow the adoption until it succeeds or fails.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long `--wait` waits, in seconds.
+    #[arg(long, default_value_t = 600, requires = "wait")]
+    pub timeout: u64,
+    /// Print what would be created, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn dns1123_label(value: &str) -> Result<String, String> {
+    if vm_import_core::names::is_dns1123_label(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a DNS-1123 label (lowercase letters, digits and '-', at most 63)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adopt_parses_every_option() {
+        let cli = Cli::try_parse_from([
+            "kubectl-vm_import",
+            "adopt",
+            "web",
+            "-n",
+            "tenant-a",
+            "--instance-name",
+            "web2",
+            "--instance-type",
+            "u1.large",
+            "--stop",
+            "--wait",
+            "--timeout",
+            "60",
+        ])
+        .expect("parses");
+        let Command::Adopt(args) = cli.command else {
+            panic!("adopt");
+        };
+        assert_eq!(args.vm, "web");
+        assert_eq!(args.instance_name.as_deref(), Some("web2"));
+        assert!(args.stop && args.wait && !args.dry_run);
+        assert_eq!(args.timeout, 60);
+        assert_eq!(cli.connection.namespace.as_deref(), Some("tenant-a"));
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_with_a_reason() {
+        for (argv, needle) in [
+            (vec!["k", "adopt"], "<VM>"),
+            (vec!["k", "adopt", "web", "--instance-name", "Web_1"], "DNS-1123"),
+            (vec!["k", "adopt", "web", "--timeout", "5"], "--wait"),
+            (vec!["k", "list", "-o", "csv"], "csv"),
+            (vec!["k", "frobnicate"], "frobnicate"),
+        ] {
+            let err = Cli::try_parse_from(&argv).expect_err("refused").to_string();
+            assert!(err.contains(needle), "{argv:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! `kubectl vm-import`: a kubectl plugin for Cozystack tenants and operators. It lists
+//! imported VMs with their adoption level, requests full adoption (a `VMAdoption`),
+//! shows what a full adoption would create without changing anything, and follows one
+//! to its end. It uses the user's kubeconfig and permissions, nothing else.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod commands;
+pub mod render;
