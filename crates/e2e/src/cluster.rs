@@ -62,24 +62,67 @@ pub fn dynamic(client: &Client, api_version: &str, kind: &str, plural: &str, nam
 }
 
 /// The CRDs the tests need, from `testdata/crds`: plural file, listKind-free names.
-const CRDS: [&str; 4] = [
+const CRDS: [&str; 6] = [
     "crds/virtualmachines.json",
     "crds/forklift-v2.12.5/plans.json",
     "crds/forklift-v2.12.5/providers.json",
     "crds/forklift-v2.12.5/migrations.json",
+    "crds/datavolumes.json",
+    "crds/helmreleases.json",
 ];
 
-/// Creates each CRD the tests need that the cluster does not have yet (an installed
-/// KubeVirt or Forklift is left as it is), from the trimmed upstream schemas, and
-/// waits until they are established.
-pub async fn ensure_crds(client: &Client, testdata: &Path) -> Result<(), Error> {
-    let crds: Api<DynamicObject> = Api::all_with(
+/// The project's own CRD, as the controller chart ships it.
+const VMADOPTION_CRD: &str = "packages/system/vm-import-adoption-controller/crds/vmadoptions.yaml";
+
+fn crd_api(client: &Client) -> Api<DynamicObject> {
+    Api::all_with(
         client.clone(),
         &ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
             "customresourcedefinitions",
         ),
-    );
+    )
+}
+
+async fn wait_established(crds: &Api<DynamicObject>, name: &str) -> Result<(), Error> {
+    wait_for(&format!("CRD {name} established"), Duration::from_secs(30), || async {
+        let crd = crds.get(name).await.ok()?;
+        let established = crd.data["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True");
+        established.then_some(())
+    })
+    .await
+}
+
+/// Installs the VMAdoption CRD from the controller chart (`testdata`'s parent is the
+/// repository), unless the cluster has it.
+pub async fn ensure_vmadoption_crd(client: &Client, testdata: &Path) -> Result<(), Error> {
+    let crds = crd_api(client);
+    let path = testdata.join("..").join(VMADOPTION_CRD);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::TestData(VMADOPTION_CRD.into(), e.to_string()))?;
+    let crd: DynamicObject =
+        serde_yaml_ng::from_str(&text).map_err(|e| Error::TestData(VMADOPTION_CRD.into(), e.to_string()))?;
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    if crds
+        .get_opt(&name)
+        .await
+        .map_err(failed(format!("get CRD {name}")))?
+        .is_none()
+    {
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .map_err(failed(format!("create CRD {name}")))?;
+    }
+    wait_established(&crds, &name).await
+}
+
+/// Creates each CRD the tests need that the cluster does not have yet (an installed
+/// KubeVirt, CDI, Flux or Forklift is left as it is), from the trimmed upstream
+/// schemas, and waits until they are established.
+pub async fn ensure_crds(client: &Client, testdata: &Path) -> Result<(), Error> {
+    let crds = crd_api(client);
     for relative in CRDS {
         let path = testdata.join(relative);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::TestData(relative.into(), e.to_string()))?;
@@ -117,15 +160,7 @@ pub async fn ensure_crds(client: &Client, testdata: &Path) -> Result<(), Error> 
         crds.create(&PostParams::default(), &obj)
             .await
             .map_err(failed(format!("create CRD {name}")))?;
-        wait_for(&format!("CRD {name} established"), Duration::from_secs(30), || async {
-            let crd = crds.get(&name).await.ok()?;
-            let established = crd.data["status"]["conditions"]
-                .as_array()?
-                .iter()
-                .any(|c| c["type"] == "Established" && c["status"] == "True");
-            established.then_some(())
-        })
-        .await?;
+        wait_established(&crds, &name).await?;
     }
     Ok(())
 }

@@ -4,8 +4,10 @@
 //!
 //! - [`objects`]: objects shaped exactly like Forklift's output, and the Plan as the
 //!   `vm-import` chart renders it;
-//! - [`cluster`]: the opt-in gate, CRD installation and waiting helpers.
+//! - [`cluster`]: the opt-in gate, CRD installation and waiting helpers;
+//! - [`harness`]: the real controller, run in-process.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod harness;
 pub mod objects;

@@ -13,7 +13,6 @@
 
 use std::{
     path::PathBuf,
-    sync::{Arc, atomic::AtomicBool},
     time::{Duration, Instant},
 };
 
@@ -23,58 +22,8 @@ use kube::{
     api::{DeleteParams, DynamicObject, ListParams},
 };
 use serde_json::Value;
-use tokio::{sync::oneshot, task::JoinHandle};
-use vm_import_adoption_controller::{
-    app,
-    controller::RunConfig,
-    metrics::{Metrics, Write},
-};
-use vm_import_e2e::{cluster, objects};
-
-struct Controller {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-    metrics: Arc<Metrics>,
-}
-
-fn start_controller(client: &Client) -> Controller {
-    let metrics = Arc::new(Metrics::default());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn({
-        let (client, metrics) = (client.clone(), metrics.clone());
-        async move {
-            let ready = Arc::new(AtomicBool::new(false));
-            app::run_controller(
-                &client,
-                "e2e",
-                RunConfig { concurrency: 16 },
-                None,
-                &metrics,
-                &ready,
-                async move {
-                    let _ = stopped.await;
-                },
-            )
-            .await;
-        }
-    });
-    Controller { stop, task, metrics }
-}
-
-impl Controller {
-    async fn stop(self) -> Arc<Metrics> {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("controller stops")
-            .expect("task");
-        self.metrics
-    }
-
-    fn writes(&self) -> u64 {
-        self.metrics.writes_ok(Write::VmLabels) + self.metrics.writes_ok(Write::TrackingConfigMap)
-    }
-}
+use vm_import_adoption_controller::metrics::Write;
+use vm_import_e2e::{cluster, harness, objects};
 
 struct Env {
     client: Client,
@@ -163,7 +112,7 @@ impl Env {
 #[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
 async fn eligible_vms_are_adopted_within_a_second_and_ineligible_ones_never_touched() {
     let env = env("vm-import-e2e-adopt").await;
-    let controller = start_controller(&env.client);
+    let controller = harness::start(&env.client, None);
     env.import("import-a", &["vm-211", "vm-212", "vm-pending"], false, true)
         .await;
     env.import("import-b", &["vm-999"], true, false).await;
@@ -233,7 +182,7 @@ async fn eligible_vms_are_adopted_within_a_second_and_ineligible_ones_never_touc
 #[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
 async fn restarts_make_no_writes() {
     let env = env("vm-import-e2e-restart").await;
-    let controller = start_controller(&env.client);
+    let controller = harness::start(&env.client, None);
     env.import("import-r", &["vm-1", "vm-2"], true, true).await;
     cluster::set_plan_status(
         &env.plans,
@@ -267,7 +216,7 @@ async fn restarts_make_no_writes() {
     let before = versions(&env).await;
     assert_eq!(before.len(), 4);
     for _ in 0..2 {
-        let controller = start_controller(&env.client);
+        let controller = harness::start(&env.client, None);
         tokio::time::sleep(Duration::from_secs(3)).await;
         let metrics = controller.stop().await;
         assert_eq!(
@@ -284,7 +233,7 @@ async fn restarts_make_no_writes() {
 #[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
 async fn deleting_the_import_keeps_vm_disks_and_record() {
     let env = env("vm-import-e2e-delete").await;
-    let controller = start_controller(&env.client);
+    let controller = harness::start(&env.client, None);
     env.import("import-d", &["vm-1"], true, true).await;
     cluster::set_plan_status(&env.plans, "import-d", objects::plan_status(&[], &["vm-1".into()]))
         .await
@@ -324,7 +273,7 @@ async fn deleting_the_import_keeps_vm_disks_and_record() {
 #[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
 async fn vm_outside_the_target_namespace_is_refused_with_a_warning() {
     let env = env("vm-import-e2e-tenant").await;
-    let controller = start_controller(&env.client);
+    let controller = harness::start(&env.client, None);
     let uid = env.import("import-t", &["vm-1"], false, true).await;
     // A VM in another namespace that claims the same Plan.
     let other = cluster::namespace(&env.client, "vm-import-e2e-intruder").await.unwrap();
