@@ -23,7 +23,7 @@ use vm_import_core::contract::{FORKLIFT_VM_SELECTOR, TRACKING_CONFIGMAP_SELECTOR
 
 use std::time::Duration;
 
-use kube::runtime::Controller;
+use kube::{Resource, runtime::Controller};
 use vm_import_api::VMAdoption;
 use vm_import_core::apps::Charts;
 
@@ -214,6 +214,17 @@ pub async fn run_controller(
     };
     let stop = stop.shared();
     let labels = controller::drain(controller::run(watches, writers, ctx, config, stop.clone()));
+    let full = match full {
+        Some(charts) if vmadoption_api_served(client).await => Some(charts),
+        Some(_) => {
+            warn!(
+                "the VMAdoption API (vm-import.cozystack.io/v1alpha1) is not served: full adoption is off until \
+                 the CRD is installed and the controller restarted"
+            );
+            None
+        }
+        None => None,
+    };
     match full {
         None => labels.await,
         Some(charts) => {
@@ -266,6 +277,16 @@ pub fn api_watches(
             watcher::Config::default().labels(TRACKING_CONFIGMAP_SELECTOR),
         )
         .default_backoff(),
+    }
+}
+
+/// Whether the API server serves VMAdoptions. A discovery error other than "not found"
+/// (the API server is not reachable yet) counts as served: the watch then retries.
+async fn vmadoption_api_served(client: &Client) -> bool {
+    match client.list_api_group_resources(&VMAdoption::api_version(&())).await {
+        Ok(list) => list.resources.iter().any(|r| r.name == VMAdoption::plural(&())),
+        Err(kube::Error::Api(status)) if status.code == 404 => false,
+        Err(_) => true,
     }
 }
 
