@@ -18,12 +18,12 @@ use kube::{
     core::{ApiResource, GroupVersionKind},
     runtime::{
         controller::Action,
-        events::{Event, EventType, Recorder},
+        events::{EventType, Recorder},
     },
 };
 use serde_json::{Value, json};
 use tracing::{info, warn};
-use vm_import_api::{Condition, DiskStatus, Phase, VMAdoption, VMAdoptionStatus};
+use vm_import_api::{Condition, DiskStatus, Phase, VMAdoption, VMAdoptionSpec, VMAdoptionStatus};
 use vm_import_core::{
     apps::{self, Charts, ClaimSpec},
     handoff::{self, ClaimState, DataVolumeState, DiskPlan, HandoffPlan, ObservedDisk, OldVm, PvState, Step},
@@ -132,8 +132,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Value {
 }
 
 /// The plan recorded in `status`, once validation has recorded one.
-pub fn recorded_plan(adoption: &VMAdoption) -> Option<HandoffPlan> {
-    let status = adoption.status.as_ref()?;
+pub fn recorded_plan(spec: &VMAdoptionSpec, status: &VMAdoptionStatus) -> Option<HandoffPlan> {
     Some(HandoffPlan {
         disks: status
             .disks
@@ -151,7 +150,7 @@ pub fn recorded_plan(adoption: &VMAdoption) -> Option<HandoffPlan> {
             status.instance.as_ref()?
         ),
         run_strategy: status.run_strategy.clone()?,
-        stop_vm: adoption.spec.stop_vm,
+        stop_vm: spec.stop_vm,
     })
 }
 
@@ -161,7 +160,7 @@ pub async fn reconcile(adoption: Arc<VMAdoption>, ctx: Arc<FullContext>) -> Resu
     let apis = Apis::new(&ctx.client, &ns);
     let mut status = adoption.status.clone().unwrap_or_default();
 
-    let plan = match recorded_plan(&adoption) {
+    let plan = match recorded_plan(&adoption.spec, &status) {
         Some(plan) => plan,
         None if status.phase == Phase::Failed => return Ok(Action::await_change()),
         None => match validate(&apis, &ns, &adoption).await? {
@@ -187,7 +186,7 @@ pub async fn reconcile(adoption: Arc<VMAdoption>, ctx: Arc<FullContext>) -> Resu
                 status.message = Some("plan recorded; nothing touched yet".into());
                 status.observed_generation = adoption.metadata.generation;
                 write_status(&ctx, &apis, &adoption, &status).await?;
-                recorded_plan_from(&adoption, &status).ok_or(FullError::Record("plan"))?
+                recorded_plan(&adoption.spec, &status).ok_or(FullError::Record("plan"))?
             }
         },
     };
@@ -248,12 +247,6 @@ pub async fn reconcile(adoption: Arc<VMAdoption>, ctx: Arc<FullContext>) -> Resu
         execute(&ctx, &apis, &ns, &adoption, &status, &plan, &observed, &step).await?;
     }
     Ok(Action::requeue(Duration::from_secs(1)))
-}
-
-fn recorded_plan_from(adoption: &VMAdoption, status: &VMAdoptionStatus) -> Option<HandoffPlan> {
-    let mut with = adoption.clone();
-    with.status = Some(status.clone());
-    recorded_plan(&with)
 }
 
 fn phase_of(step: &Step) -> Phase {
@@ -709,18 +702,17 @@ async fn write_status(
 }
 
 async fn publish(ctx: &FullContext, adoption: &VMAdoption, type_: EventType, reason: &str, note: String) {
-    let event = Event {
+    let regarding = adoption.object_ref(&());
+    crate::events::publish(
+        &ctx.recorder,
+        &ctx.metrics,
+        &regarding,
         type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "FullAdoption".into(),
-        secondary: None,
-    };
-    let result = ctx.recorder.publish(&event, &adoption.object_ref(&())).await;
-    ctx.metrics.wrote(Write::Event, result.is_ok());
-    if let Err(e) = result {
-        warn!(error = %e, reason, "could not publish Event");
-    }
+        "FullAdoption",
+        reason,
+        note,
+    )
+    .await;
 }
 
 /// Retries a failed full-adoption reconcile after a fixed, short delay; each attempt

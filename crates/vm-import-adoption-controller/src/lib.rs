@@ -11,6 +11,7 @@
 pub mod app;
 pub mod cli;
 pub mod controller;
+pub mod events;
 pub mod expectations;
 pub mod full;
 pub mod gate;

@@ -18,7 +18,7 @@ use kube::{
     core::PartialObjectMeta,
     runtime::{
         controller::Action,
-        events::{Event, EventType, Recorder},
+        events::{EventType, Recorder},
         reflector::{ObjectRef, Store},
     },
 };
@@ -345,20 +345,8 @@ async fn reconcile_inner(vm: &VmMeta, ctx: &Context) -> Result<Outcome, Error> {
 }
 
 async fn publish(ctx: &Context, vm: &VmMeta, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Adopt".to_owned(),
-        secondary: None,
-    };
-    let reference = vm.object_ref(&());
-    let result = ctx.recorder.publish(&event, &reference).await;
-    ctx.metrics.wrote(Write::Event, result.is_ok());
-    if let Err(e) = result {
-        // An Event is a notice, not state: losing one must not undo or repeat an adoption.
-        warn!(error = %e, reason, "could not publish Event");
-    }
+    let regarding = vm.object_ref(&());
+    crate::events::publish(&ctx.recorder, &ctx.metrics, &regarding, type_, "Adopt", reason, note).await;
 }
 
 /// Requeues a failed VM with per-object exponential backoff.
