@@ -19,13 +19,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::channel::mpsc::unbounded;
 use kube::runtime::watcher;
 use support::*;
-use vm_import_adoption_controller::{
-    controller::{self, RunConfig, Watches, Writers},
-    metrics::{Outcome, Write, parse_proc_status},
-};
+use vm_import_adoption_controller::metrics::{Outcome, Write, parse_proc_status};
 
 fn send<K>(
     tx: &futures::channel::mpsc::UnboundedSender<Result<watcher::Event<K>, watcher::Error>>,
@@ -56,29 +52,14 @@ async fn main() {
             .init();
     }
     let (client, api) = MockApi::start_with_latency(Duration::from_millis(latency_ms));
-    let (ctx, vm_writer, record_writer) = context(client);
-    let ctx = Arc::new(ctx);
-    let (vms_tx, vms_rx) = unbounded();
-    let (plans_tx, plans_rx) = unbounded();
-    let (providers_tx, providers_rx) = unbounded();
-    let (records_tx, records_rx) = unbounded();
     let (rss0, _) = rss();
-
-    let stream = controller::run(
-        Watches {
-            vms: vms_rx,
-            plans: plans_rx,
-            providers: providers_rx,
-            records: records_rx,
-        },
-        Writers {
-            vms: vm_writer,
-            records: record_writer,
-        },
-        ctx.clone(),
-        RunConfig { concurrency: 32 },
-        std::future::pending(),
-    );
+    let (feeds, ctx, stream) = in_memory_controller(client, 32, std::future::pending());
+    let Feeds {
+        vms: vms_tx,
+        plans: plans_tx,
+        providers: providers_tx,
+        records: records_tx,
+    } = feeds;
     let stream_errors = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, u64>::new()));
     tokio::spawn({
         let stream_errors = stream_errors.clone();

@@ -7,14 +7,14 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use futures::channel::mpsc::{UnboundedSender, unbounded};
+use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::watcher;
 use serde_json::json;
 use support::*;
 use tokio::sync::oneshot;
 use vm_import_adoption_controller::{
-    controller::{self, RunConfig, Watches, Writers},
+    controller,
     metrics::{Metrics, Outcome},
     reconcile::{Context, VmMeta},
     resources::{Plan, Provider},
@@ -42,30 +42,16 @@ fn send<K>(tx: &Tx<K>, event: watcher::Event<K>) {
 impl Running {
     fn start() -> Self {
         let (client, api) = MockApi::start();
-        let (ctx, vm_writer, record_writer) = context(client);
-        let ctx = Arc::new(ctx);
-        let (vms, vms_rx) = unbounded();
-        let (plans, plans_rx) = unbounded();
-        let (providers, providers_rx) = unbounded();
-        let (records, records_rx) = unbounded();
         let (stop, stop_rx) = oneshot::channel::<()>();
-        let stream = controller::run(
-            Watches {
-                vms: vms_rx,
-                plans: plans_rx,
-                providers: providers_rx,
-                records: records_rx,
-            },
-            Writers {
-                vms: vm_writer,
-                records: record_writer,
-            },
-            ctx.clone(),
-            RunConfig { concurrency: 4 },
-            async move {
-                let _ = stop_rx.await;
-            },
-        );
+        let (feeds, ctx, stream) = in_memory_controller(client, 4, async move {
+            let _ = stop_rx.await;
+        });
+        let Feeds {
+            vms,
+            plans,
+            providers,
+            records,
+        } = feeds;
         let task = tokio::spawn(controller::drain(stream));
         Running {
             vms,

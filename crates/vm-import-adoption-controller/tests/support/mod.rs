@@ -374,3 +374,65 @@ where
     }
     writer.apply_watcher_event(&watcher::Event::InitDone);
 }
+
+/// A sender of in-memory watch events.
+pub type Tx<K> = futures::channel::mpsc::UnboundedSender<Result<watcher::Event<K>, watcher::Error>>;
+
+/// One item of the controller's output stream.
+pub type Reconciled = Result<
+    (reflector::ObjectRef<VmMeta>, kube::runtime::controller::Action),
+    kube::runtime::controller::Error<vm_import_adoption_controller::reconcile::Error, watcher::Error>,
+>;
+
+/// The senders feeding an [`in_memory_controller`].
+pub struct Feeds {
+    pub vms: Tx<VmMeta>,
+    pub plans: Tx<Plan>,
+    pub providers: Tx<Provider>,
+    pub records: Tx<ConfigMap>,
+}
+
+/// The production controller wiring over in-memory watch streams, talking to `client`;
+/// returns the feeds, the context and the controller's output stream (to be drained).
+pub fn in_memory_controller<F>(
+    client: Client,
+    concurrency: u16,
+    shutdown: F,
+) -> (Feeds, Arc<Context>, impl futures::Stream<Item = Reconciled>)
+where
+    F: std::future::Future<Output = ()> + Send + Sync + 'static,
+{
+    use futures::channel::mpsc::unbounded;
+    use vm_import_adoption_controller::controller::{self, RunConfig, Watches, Writers};
+    let (ctx, vm_writer, record_writer) = context(client);
+    let ctx = Arc::new(ctx);
+    let (vms, vms_rx) = unbounded();
+    let (plans, plans_rx) = unbounded();
+    let (providers, providers_rx) = unbounded();
+    let (records, records_rx) = unbounded();
+    let stream = controller::run(
+        Watches {
+            vms: vms_rx,
+            plans: plans_rx,
+            providers: providers_rx,
+            records: records_rx,
+        },
+        Writers {
+            vms: vm_writer,
+            records: record_writer,
+        },
+        ctx.clone(),
+        RunConfig { concurrency },
+        shutdown,
+    );
+    (
+        Feeds {
+            vms,
+            plans,
+            providers,
+            records,
+        },
+        ctx,
+        stream,
+    )
+}
