@@ -1,0 +1,23 @@
+// Progressive enhancement only: every page works without this script.
+// - Elements with data-refresh are re-fetched every 3 seconds (live status).
+// - Forms with data-confirm ask before they post.
+"use strict";
+(function () {
+  function refresh(el) {
+    fetch(el.dataset.refresh, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) { if (html !== null && html !== el.innerHTML) { el.innerHTML = html; } })
+      .catch(function () { /* keep what is shown */ });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var live = document.querySelectorAll("[data-refresh]");
+    if (live.length) {
+      setInterval(function () { live.forEach(refresh); }, 3000);
+    }
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (e) {
+        if (!window.confirm(form.dataset.confirm)) { e.preventDefault(); }
+      });
+    });
+  });
+})();

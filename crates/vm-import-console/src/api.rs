@@ -1,0 +1,241 @@
+//! The API server, as the requesting user sees it: every call is made with that user's
+//! bearer token (a client per request), so Kubernetes RBAC decides what each user may
+//! read and do. The console has no credentials of its own.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client, Config,
+    api::{DynamicObject, ListParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    core::{ApiResource, GroupVersionKind},
+};
+use serde_json::{Value, json};
+use vm_import_api::VMAdoption;
+
+use crate::token::Token;
+
+/// Where the API server is, and how to trust it.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Its URL.
+    pub server: String,
+    /// The CA bundle (PEM file).
+    pub ca_file: Option<String>,
+    /// Skip TLS verification (development only).
+    pub insecure: bool,
+}
+
+/// A failed call, as the pages explain it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The token was refused.
+    #[error("your credentials were refused by the cluster; sign in again")]
+    Unauthorized,
+    /// RBAC said no.
+    #[error("you are not allowed to {0}")]
+    Forbidden(String),
+    /// No such object.
+    #[error("{0} was not found")]
+    NotFound(String),
+    /// The request conflicts with the object's state (e.g. starting a running VM).
+    #[error("{0}")]
+    Conflict(String),
+    /// The cluster could not be reached.
+    #[error("the cluster cannot be reached: {0}")]
+    Unreachable(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Maps a client error for `what` (a phrase like "list VirtualMachines in tenant-a").
+pub fn api_error(what: &str, e: &kube::Error) -> ApiError {
+    match e {
+        kube::Error::Api(s) if s.code == 401 => ApiError::Unauthorized,
+        kube::Error::Api(s) if s.code == 403 => ApiError::Forbidden(what.to_owned()),
+        kube::Error::Api(s) if s.code == 404 => ApiError::NotFound(what.to_owned()),
+        kube::Error::Api(s) if s.code == 409 => ApiError::Conflict(s.message.clone()),
+        kube::Error::Api(s) => ApiError::Other(format!("could not {what}: {}", s.message)),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => ApiError::Unreachable(e.to_string()),
+        _ => ApiError::Other(format!("could not {what}: {e}")),
+    }
+}
+
+impl Target {
+    /// A client that authenticates as the token's user, and as no one else.
+    pub async fn client(&self, token: &Token) -> Result<Client, ApiError> {
+        let mut cluster = json!({"server": self.server});
+        if let Some(ca) = &self.ca_file {
+            cluster["certificate-authority"] = json!(ca);
+        }
+        if self.insecure {
+            cluster["insecure-skip-tls-verify"] = json!(true);
+        }
+        let kubeconfig: Kubeconfig = serde_json::from_value(json!({
+            "clusters": [{"name": "cluster", "cluster": cluster}],
+            "users": [{"name": "user", "user": {"token": token.expose()}}],
+            "contexts": [{"name": "user", "context": {"cluster": "cluster", "user": "user"}}],
+            "current-context": "user",
+        }))
+        .map_err(|e| ApiError::Other(format!("client configuration: {e}")))?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| ApiError::Other(format!("client configuration: {e}")))?;
+        Client::try_from(config).map_err(|e| ApiError::Other(format!("client: {e}")))
+    }
+}
+
+fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// The kinds the console reads.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// `kubevirt.io/v1` VirtualMachine.
+    Vm,
+    /// `kubevirt.io/v1` VirtualMachineInstance.
+    Vmi,
+    /// `v1` ConfigMap.
+    ConfigMap,
+    /// `v1` PersistentVolumeClaim.
+    Claim,
+    /// `v1` Event.
+    Event,
+}
+
+impl Kind {
+    fn resource(self) -> (ApiResource, &'static str) {
+        match self {
+            Self::Vm => (
+                resource("kubevirt.io/v1", "VirtualMachine", "virtualmachines"),
+                "VirtualMachines",
+            ),
+            Self::Vmi => (
+                resource("kubevirt.io/v1", "VirtualMachineInstance", "virtualmachineinstances"),
+                "VirtualMachineInstances",
+            ),
+            Self::ConfigMap => (resource("v1", "ConfigMap", "configmaps"), "ConfigMaps"),
+            Self::Claim => (
+                resource("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+                "PersistentVolumeClaims",
+            ),
+            Self::Event => (resource("v1", "Event", "events"), "Events"),
+        }
+    }
+}
+
+/// Lists `kind` in `namespace`, filtered on the server.
+pub async fn list(
+    client: &Client,
+    kind: Kind,
+    namespace: &str,
+    labels: Option<&str>,
+    fields: Option<&str>,
+) -> Result<Vec<Value>, ApiError> {
+    let (resource, plural) = kind.resource();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let mut params = ListParams::default();
+    if let Some(l) = labels {
+        params = params.labels(l);
+    }
+    if let Some(f) = fields {
+        params = params.fields(f);
+    }
+    let list = api
+        .list(&params)
+        .await
+        .map_err(|e| api_error(&format!("list {plural} in {namespace}"), &e))?;
+    Ok(list
+        .items
+        .iter()
+        .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
+        .collect())
+}
+
+/// Reads one `kind` object; `None` when it does not exist.
+pub async fn get(client: &Client, kind: Kind, namespace: &str, name: &str) -> Result<Option<Value>, ApiError> {
+    let (resource, plural) = kind.resource();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    api.get_opt(name)
+        .await
+        .map(|o| o.map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
+        .map_err(|e| api_error(&format!("read {plural} in {namespace}"), &e))
+}
+
+/// The namespace's VMAdoptions; none where the API is not installed.
+pub async fn adoptions(client: &Client, namespace: &str) -> Result<Vec<VMAdoption>, ApiError> {
+    let api: Api<VMAdoption> = Api::namespaced(client.clone(), namespace);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(api_error(&format!("list VMAdoptions in {namespace}"), &e)),
+    }
+}
+
+/// Namespaces the user may list, or `None` when the user may not list namespaces.
+pub async fn namespaces(client: &Client) -> Result<Option<Vec<String>>, ApiError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok(Some(list.items.into_iter().filter_map(|n| n.metadata.name).collect())),
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(None),
+        Err(e) => Err(api_error("list namespaces", &e)),
+    }
+}
+
+/// A power action KubeVirt offers on a VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Start.
+    Start,
+    /// Stop.
+    Stop,
+    /// Restart.
+    Restart,
+}
+
+impl Action {
+    /// Its name in URLs and in KubeVirt's subresource.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+        }
+    }
+
+    /// Parses a URL segment.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Start, Self::Stop, Self::Restart]
+            .into_iter()
+            .find(|a| a.as_str() == text)
+    }
+}
+
+/// Asks KubeVirt to start, stop or restart VM `name`, as the user.
+pub async fn act(client: &Client, namespace: &str, name: &str, action: Action) -> Result<(), ApiError> {
+    let url = format!(
+        "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{name}/{}",
+        action.as_str()
+    );
+    let request = http::Request::put(url)
+        .header("content-type", "application/json")
+        .body(b"{}".to_vec())
+        .map_err(|e| ApiError::Other(e.to_string()))?;
+    client
+        .request_text(request)
+        .await
+        .map(drop)
+        .map_err(|e| api_error(&format!("{} VirtualMachine {name}", action.as_str()), &e))
+}
+
+/// Creates a VMAdoption, as the user.
+pub async fn create_adoption(client: &Client, adoption: &VMAdoption) -> Result<(), ApiError> {
+    let namespace = adoption.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<VMAdoption> = Api::namespaced(client.clone(), &namespace);
+    api.create(&PostParams::default(), adoption)
+        .await
+        .map(drop)
+        .map_err(|e| api_error(&format!("create VMAdoptions in {namespace}"), &e))
+}

@@ -1,0 +1,53 @@
+//! The console's flags; each also reads an environment variable.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Parser, ValueEnum};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The "Imported VMs" console: serves pages with each user's own permissions.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "vm-import-console", version, about)]
+pub struct Args {
+    /// Address to serve on.
+    #[arg(long, env = "VM_IMPORT_CONSOLE_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// The API server's URL (default: the in-cluster service).
+    #[arg(long, env = "VM_IMPORT_CONSOLE_API_SERVER")]
+    pub api_server: Option<String>,
+    /// The API server's CA bundle (PEM).
+    #[arg(long, env = "VM_IMPORT_CONSOLE_CA_FILE", default_value = "/etc/kubernetes-ca/ca.crt")]
+    pub ca_file: PathBuf,
+    /// Do not verify the API server's certificate (development only).
+    #[arg(long, env = "VM_IMPORT_CONSOLE_INSECURE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub insecure_skip_tls_verify: bool,
+    /// Mark the CSRF cookie `Secure` (keep true behind HTTPS).
+    #[arg(long, env = "VM_IMPORT_CONSOLE_SECURE_COOKIES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub secure_cookies: bool,
+    /// Namespace opened by `/` when the user names none.
+    #[arg(long, env = "VM_IMPORT_CONSOLE_DEFAULT_NAMESPACE")]
+    pub default_namespace: Option<String>,
+    /// Log format.
+    #[arg(long, env = "VM_IMPORT_CONSOLE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Args {
+    /// The API server's URL: the flag, else the in-cluster service.
+    pub fn api_server(&self) -> Option<String> {
+        self.api_server.clone().or_else(|| {
+            let host = std::env::var("KUBERNETES_SERVICE_HOST").ok()?;
+            let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
+            let host = if host.contains(':') { format!("[{host}]") } else { host };
+            Some(format!("https://{host}:{port}"))
+        })
+    }
+}

@@ -1,0 +1,66 @@
+//! Wires flags, logging and the HTTP server.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::{EnvFilter, fmt};
+use vm_import_console::{
+    api::Target,
+    cli::{Args, LogFormat},
+    server::{AppState, router},
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let subscriber = fmt()
+        .with_env_filter(EnvFilter::try_from_env("VM_IMPORT_CONSOLE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => subscriber.json().init(),
+        LogFormat::Text => subscriber.init(),
+    }
+    let Some(server) = args.api_server() else {
+        eprintln!("error: no API server: pass --api-server, or run in a cluster");
+        return ExitCode::from(2);
+    };
+    // The CA is read by the client library itself, from the file, for each user client.
+    let ca_file = (!args.insecure_skip_tls_verify && !server.starts_with("http://"))
+        .then(|| args.ca_file.to_string_lossy().into_owned());
+    if let Some(path) = &ca_file
+        && let Err(e) = std::fs::metadata(path)
+    {
+        eprintln!("error: cannot read the API server's CA {path}: {e}");
+        return ExitCode::from(2);
+    }
+    let state = AppState {
+        target: Target {
+            server,
+            ca_file,
+            insecure: args.insecure_skip_tls_verify,
+        },
+        secure_cookies: args.secure_cookies,
+        default_namespace: args.default_namespace.clone(),
+    };
+    let listener = match tokio::net::TcpListener::bind(args.http_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot serve on {}: {e}", args.http_addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %args.http_addr, "serving the Imported VMs console");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The HTML pages, rendered on the server (maud escapes every value). They work without
+//! JavaScript; `console.js` only refreshes the live parts and asks before a form posts.
+
+use maud::{DOCTYPE, Markup, html};
+
+use crate::{
+    api::Action,
+    view::{VmDetail, VmRow},
+};
+
+/// Cache-busting suffix of the static assets.
+const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn layout(title: &str, namespace: Option<&str>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Imported VMs" }
+                link rel="stylesheet" href={ "/static/console.css?v=" (ASSET_VERSION) };
+                script src={ "/static/console.js?v=" (ASSET_VERSION) } defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "Imported VMs" }
+                    @if let Some(ns) = namespace {
+                        span.ns { "namespace " strong { (ns) } }
+                    }
+                    form.picker method="get" action="/" {
+                        label for="namespace" { "Namespace" }
+                        input #namespace name="namespace" value=[namespace] placeholder="tenant-…" required pattern="[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+                        button type="submit" { "Open" }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// The home page: the namespaces the user may list, or a field to name one.
+pub fn home(namespaces: Option<&[String]>) -> Markup {
+    layout(
+        "Namespaces",
+        None,
+        html! {
+            h1 { "Imported VMs" }
+            p.lead { "VMs imported from VMware with the " code { "vm-import" } " application, and adopted into Cozystack." }
+            @match namespaces {
+                Some(list) if !list.is_empty() => {
+                    ul.namespaces {
+                        @for ns in list { li { a href={ "/ns/" (ns) } { (ns) } } }
+                    }
+                }
+                Some(_) => p.empty { "You may list no namespace here." }
+                None => p { "You may not list namespaces: type the name of your namespace above." }
+            }
+        },
+    )
+}
+
+fn badge(row_status: &str, class: &str) -> Markup {
+    html! { span class=(class) { (row_status) } }
+}
+
+/// The rows of the list table (also served alone, for the live refresh).
+pub fn rows(namespace: &str, rows: &[VmRow]) -> Markup {
+    html! {
+        @for r in rows {
+            tr data-vm=(r.name) {
+                td { a href={ "/ns/" (namespace) "/vms/" (r.name) } { (r.name) } }
+                td { (badge(&r.status, r.badge.class())) }
+                td.mono { @if r.ips.is_empty() { "-" } @else { (r.ips.join(", ")) } }
+                td { (r.node) }
+                td { (r.plan) }
+                td { (r.source) }
+                td.mono { (r.adopted_at) }
+                td { (r.level) }
+                td { (r.age) }
+            }
+        }
+    }
+}
+
+/// The list page of a namespace.
+pub fn list(namespace: &str, vm_rows: &[VmRow]) -> Markup {
+    layout(
+        namespace,
+        Some(namespace),
+        html! {
+            h1 { "Imported VMs in " (namespace) }
+            @if vm_rows.is_empty() {
+                div.empty {
+                    p { strong { "No imported VMs here yet." } }
+                    p { "A VM appears here once a " code { "VMImport" } " application in this namespace has imported it from VMware and the adoption controller has adopted it (label " code { "cozystack.io/adopted=true" } ")." }
+                    p { "Create one with " code { "kubectl apply" } " or from the dashboard's " em { "VM Import" } " application." }
+                }
+            } @else {
+                table.vms {
+                    thead { tr {
+                        th { "Name" } th { "Status" } th { "IP addresses" } th { "Node" } th { "Plan" }
+                        th { "Source" } th { "Adopted at" } th { "Adoption" } th { "Age" }
+                    } }
+                    tbody data-refresh={ "/ns/" (namespace) "/rows" } { (rows(namespace, vm_rows)) }
+                }
+            }
+        },
+    )
+}
+
+fn action_links(namespace: &str, vm: &str) -> Markup {
+    html! {
+        nav.actions {
+            @for action in [Action::Start, Action::Stop, Action::Restart] {
+                a.button href={ "/ns/" (namespace) "/vms/" (vm) "/" (action.as_str()) } { (capitalize(action.as_str())) }
+            }
+            a.button.primary href={ "/ns/" (namespace) "/vms/" (vm) "/adopt" } { "Fully adopt…" }
+        }
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// The live part of the detail page: status and adoption progress.
+pub fn detail_status(d: &VmDetail) -> Markup {
+    html! {
+        dl.facts {
+            dt { "Status" } dd { (badge(&d.status, d.badge.class())) }
+            dt { "Adoption" } dd { (d.level) }
+            @if let Some(m) = &d.adoption_message { dt { "Full adoption" } dd { (m) } }
+            dt { "CPU" } dd { (d.cpu) }
+            dt { "Memory" } dd { (d.memory) }
+            dt { "Uptime" } dd { (d.uptime.as_deref().unwrap_or("not running")) }
+            dt { "Guest OS" } dd { (d.guest_os.as_deref().unwrap_or("unknown (no guest agent, or not running)")) }
+        }
+    }
+}
+
+/// The detail page of a VM.
+pub fn detail(namespace: &str, d: &VmDetail, notice: Option<&str>) -> Markup {
+    layout(
+        &d.name,
+        Some(namespace),
+        html! {
+            p.crumbs { a href={ "/ns/" (namespace) } { "← " (namespace) } }
+            h1 { (d.name) }
+            @if let Some(n) = notice { p.notice role="status" { (n) } }
+            (action_links(namespace, &d.name))
+            section data-refresh={ "/ns/" (namespace) "/vms/" (d.name) "/status" } { (detail_status(d)) }
+            h2 { "Conditions" }
+            @if d.conditions.is_empty() { p.muted { "None reported." } } @else {
+                table { thead { tr { th { "Type" } th { "Status" } th { "Reason" } th { "Message" } } }
+                    tbody { @for c in &d.conditions { tr { td { (c[0]) } td { (c[1]) } td { (c[2]) } td { (c[3]) } } } } }
+            }
+            h2 { "Disks" }
+            table { thead { tr { th { "Disk" } th { "Type" } th { "Claim" } th { "Size" } } }
+                tbody { @for disk in &d.disks { tr { td { (disk.name) } td { (disk.kind) } td.mono { (disk.claim) } td { (disk.size) } } } } }
+            h2 { "Networks" }
+            table { thead { tr { th { "Network" } th { "Attachment" } th { "IP addresses" } } }
+                tbody { @for n in &d.networks { tr { td { (n.name) } td { (n.attachment) }
+                    td.mono { @if n.ips.is_empty() { "-" } @else { (n.ips.join(", ")) } } } } } }
+            h2 { "Recent events" }
+            @if d.events.is_empty() { p.muted { "No recent events." } } @else {
+                table { thead { tr { th { "Type" } th { "Reason" } th { "Message" } th { "Age" } } }
+                    tbody { @for e in &d.events { tr class=(if e.kind == "Warning" { "warning" } else { "" }) {
+                        td { (e.kind) } td { (e.reason) } td { (e.message) } td { (e.age) } } } } }
+            }
+            h2 { "Adoption record" }
+            @if d.record.is_empty() { p.muted { "No tracking ConfigMap, or you may not read it." } } @else {
+                dl.facts { @for (k, v) in &d.record { dt { (k) } dd.mono { (v) } } }
+            }
+        },
+    )
+}
+
+fn csrf_field(token: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(token); }
+}
+
+/// Asks before a power action.
+pub fn confirm(namespace: &str, vm: &str, action: Action, csrf: &str) -> Markup {
+    layout(
+        vm,
+        Some(namespace),
+        html! {
+            p.crumbs { a href={ "/ns/" (namespace) "/vms/" (vm) } { "← " (vm) } }
+            h1 { (capitalize(action.as_str())) " " (vm) "?" }
+            p { "This asks KubeVirt to " (action.as_str()) " the VirtualMachine " strong { (vm) } ", with your own permissions." }
+            form method="post" action={ "/ns/" (namespace) "/vms/" (vm) "/" (action.as_str()) } {
+                (csrf_field(csrf))
+                button.primary type="submit" { "Yes, " (action.as_str()) " it" }
+                " "
+                a.button href={ "/ns/" (namespace) "/vms/" (vm) } { "Cancel" }
+            }
+        },
+    )
+}
+
+/// The full-adoption request form.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct AdoptForm {
+    /// CSRF token.
+    #[serde(default)]
+    pub csrf: String,
+    /// VMInstance name.
+    #[serde(default)]
+    pub instance_name: String,
+    /// Instance type.
+    #[serde(default)]
+    pub instance_type: String,
+    /// Instance profile.
+    #[serde(default)]
+    pub instance_profile: String,
+    /// Stop the VM if it runs.
+    #[serde(default)]
+    pub stop_vm: Option<String>,
+}
+
+fn adopt_fields(f: &AdoptForm, readonly: bool) -> Markup {
+    html! {
+        label { "Instance name" input name="instance_name" value=(f.instance_name) readonly[readonly] pattern="[a-z0-9]([-a-z0-9]*[a-z0-9])?" placeholder="the VM's name"; }
+        label { "Instance type" input name="instance_type" value=(f.instance_type) readonly[readonly] placeholder="keep the VM's own sizing"; }
+        label { "Instance profile" input name="instance_profile" value=(f.instance_profile) readonly[readonly] placeholder="keep the VM's own preference"; }
+        label.check {
+            @if readonly {
+                @if f.stop_vm.is_some() { input type="hidden" name="stop_vm" value="on"; }
+                input type="checkbox" disabled checked[f.stop_vm.is_some()];
+            } @else {
+                input type="checkbox" name="stop_vm" checked[f.stop_vm.is_some()];
+            }
+            " Stop the VM if it is running (it is started again afterwards)"
+        }
+    }
+}
+
+/// The form that leads to the dry-run preview.
+pub fn adopt(namespace: &str, vm: &str, csrf: &str) -> Markup {
+    layout(
+        vm,
+        Some(namespace),
+        html! {
+            p.crumbs { a href={ "/ns/" (namespace) "/vms/" (vm) } { "← " (vm) } }
+            h1 { "Fully adopt " (vm) }
+            p { "Full adoption turns this VM into a Cozystack VMInstance with VMDisks. The disks are handed over, not copied. You will see exactly what will be created before anything happens." }
+            form.stack method="post" action={ "/ns/" (namespace) "/vms/" (vm) "/adopt/preview" } {
+                (csrf_field(csrf))
+                (adopt_fields(&AdoptForm::default(), false))
+                button.primary type="submit" { "Preview" }
+            }
+        },
+    )
+}
+
+/// The dry run, and the button that creates the VMAdoption.
+pub fn preview(namespace: &str, vm: &str, form: &AdoptForm, plan: &str, csrf: &str) -> Markup {
+    let warnings: Vec<&str> = plan.lines().filter_map(|l| l.strip_prefix("#  - ")).collect();
+    layout(
+        vm,
+        Some(namespace),
+        html! {
+            p.crumbs { a href={ "/ns/" (namespace) "/vms/" (vm) "/adopt" } { "← change the request" } }
+            h1 { "What adopting " (vm) " will do" }
+            @if !warnings.is_empty() {
+                div.warnings {
+                    p { strong { "Not carried over" } " (the VMInstance cannot express these):" }
+                    ul { @for w in &warnings { li { (w) } } }
+                }
+            }
+            pre.plan { (plan) }
+            form.stack method="post" action={ "/ns/" (namespace) "/vms/" (vm) "/adopt" } data-confirm="Create the VMAdoption now?" {
+                (csrf_field(csrf))
+                (adopt_fields(form, true))
+                button.primary type="submit" { "Adopt " (vm) }
+            }
+        },
+    )
+}
+
+/// A plain message, for errors (403, 409, …) and missing credentials.
+pub fn message(title: &str, text: &str, back: Option<&str>) -> Markup {
+    layout(
+        title,
+        None,
+        html! {
+            h1 { (title) }
+            p.message role="alert" { (text) }
+            @if let Some(href) = back { p { a href=(href) { "← Back" } } }
+        },
+    )
+}
+
+/// The stylesheet.
+pub const CSS: &str = include_str!("../assets/console.css");
+/// The script (progressive enhancement only).
+pub const JS: &str = include_str!("../assets/console.js");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::Badge;
+
+    #[test]
+    fn values_are_escaped() {
+        let row = VmRow {
+            name: "<script>".into(),
+            status: "Running".into(),
+            badge: Badge::Running,
+            ips: vec![],
+            node: "n".into(),
+            plan: "p".into(),
+            source: "vmware".into(),
+            adopted_at: "-".into(),
+            level: "labelled".into(),
+            age: "1d".into(),
+        };
+        let html = rows("t", &[row]).into_string();
+        assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
+    }
+
+    #[test]
+    fn an_empty_namespace_explains_how_vms_get_here() {
+        let html = list("tenant-a", &[]).into_string();
+        assert!(html.contains("No imported VMs here yet."));
+        assert!(html.contains("cozystack.io/adopted=true"));
+    }
+
+    #[test]
+    fn state_changing_forms_carry_the_csrf_token() {
+        let html = confirm("t", "web", Action::Stop, "tok123").into_string();
+        assert!(html.contains(r#"method="post" action="/ns/t/vms/web/stop""#));
+        assert!(html.contains(r#"name="csrf" value="tok123""#));
+        let html = preview("t", "web", &AdoptForm::default(), "#  - a warning\n", "tok9").into_string();
+        assert!(html.contains(r#"name="csrf" value="tok9""#) && html.contains("<li>a warning</li>"));
+    }
+}

@@ -1,0 +1,544 @@
+//! Routes and handlers. Each request's token comes from its `Authorization` header and
+//! goes only into that request's API client; state-changing requests are POSTs that
+//! carry a CSRF token matching a `SameSite=Strict` cookie (double submit).
+// Helpers return the finished error page as `Err(Response)`: one per request, on the
+// way out, so its size costs nothing worth boxing.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+
+use axum::{
+    Form, Router,
+    extract::{Path, Query, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::get,
+};
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kubectl_vm_import::{cli::AdoptArgs, commands};
+use maud::Markup;
+use serde::Deserialize;
+use serde_json::Value;
+use tracing::info;
+use vm_import_core::{
+    contract::{LABEL_ADOPTED, TRACKING_CONFIGMAP_PREFIX, TRACKING_CONFIGMAP_SELECTOR},
+    names::is_dns1123_subdomain,
+};
+
+use crate::{
+    api::{self, Action, ApiError, Kind, Target},
+    pages::{self, AdoptForm},
+    token::{self, Token},
+    view,
+};
+
+/// Name of the CSRF cookie.
+pub const CSRF_COOKIE: &str = "vmimport_csrf";
+
+/// What every handler shares. It holds no credentials.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The API server.
+    pub target: Target,
+    /// Mark the CSRF cookie `Secure` (the console is served over HTTPS).
+    pub secure_cookies: bool,
+    /// Where `/` goes when the user names no namespace.
+    pub default_namespace: Option<String>,
+}
+
+type Shared = Arc<AppState>;
+
+/// The console's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/static/console.css", get(css))
+        .route("/static/console.js", get(js))
+        .route("/ns/{ns}", get(list_page))
+        .route("/ns/{ns}/rows", get(rows_fragment))
+        .route("/ns/{ns}/vms/{vm}", get(detail_page))
+        .route("/ns/{ns}/vms/{vm}/status", get(status_fragment))
+        .route("/ns/{ns}/vms/{vm}/adopt", get(adopt_form).post(adopt_create))
+        .route("/ns/{ns}/vms/{vm}/adopt/preview", axum::routing::post(adopt_preview))
+        .route("/ns/{ns}/vms/{vm}/{action}", get(confirm_page).post(act))
+        .layer(middleware::from_fn(log_and_harden))
+        .with_state(Arc::new(state))
+}
+
+/// Logs method, path and status (never headers, so never a token) and sets the
+/// security headers of every response.
+async fn log_and_harden(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let mut response = next.run(request).await;
+    info!(%method, %path, status = response.status().as_u16(), "request");
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'"),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn css() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], pages::CSS)
+}
+
+async fn js() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], pages::JS)
+}
+
+fn page(status: StatusCode, markup: Markup) -> Response {
+    (status, Html(markup.into_string())).into_response()
+}
+
+fn error_page(e: &ApiError, back: Option<&str>) -> Response {
+    let (status, title) = match e {
+        ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "Not signed in"),
+        ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Not allowed"),
+        ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
+        ApiError::Conflict(_) => (StatusCode::CONFLICT, "Not possible right now"),
+        ApiError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "Cluster unreachable"),
+        ApiError::Other(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
+    };
+    page(status, pages::message(title, &e.to_string(), back))
+}
+
+/// The requesting user's client, or the page that explains why there is none.
+async fn user(state: &AppState, headers: &HeaderMap) -> Result<Client, Response> {
+    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let token: Token = token::from_header(value).map_err(|e| {
+        page(
+            StatusCode::UNAUTHORIZED,
+            pages::message("Not signed in", &e.to_string(), None),
+        )
+    })?;
+    state.target.client(&token).await.map_err(|e| error_page(&e, None))
+}
+
+fn valid(names: &[&str]) -> Result<(), Response> {
+    if names.iter().all(|n| is_dns1123_subdomain(n)) {
+        Ok(())
+    } else {
+        Err(page(
+            StatusCode::BAD_REQUEST,
+            pages::message("Bad address", "That is not a valid namespace or VM name.", Some("/")),
+        ))
+    }
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The request's CSRF token, and the cookie to set when it had none.
+fn csrf(state: &AppState, headers: &HeaderMap) -> Result<(String, Option<HeaderValue>), Response> {
+    if let Some(existing) = cookie(headers, CSRF_COOKIE) {
+        return Ok((existing, None));
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            pages::message("Something went wrong", &format!("no randomness: {e}"), None),
+        )
+    })?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let set = HeaderValue::from_str(&format!(
+        "{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}"
+    ))
+    .ok();
+    Ok((token, set))
+}
+
+fn with_cookie(mut response: Response, set: Option<HeaderValue>) -> Response {
+    if let Some(set) = set {
+        response.headers_mut().append(header::SET_COOKIE, set);
+    }
+    response
+}
+
+/// Whether a POST carries the CSRF token of its cookie.
+fn csrf_ok(headers: &HeaderMap, submitted: &str) -> bool {
+    match cookie(headers, CSRF_COOKIE) {
+        Some(expected) => {
+            expected.len() == submitted.len()
+                && expected
+                    .bytes()
+                    .zip(submitted.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        }
+        None => false,
+    }
+}
+
+fn csrf_refused() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        pages::message(
+            "Request refused",
+            "This form has expired or did not come from this console. Open the page again and retry.",
+            Some("/"),
+        ),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct HomeQuery {
+    namespace: Option<String>,
+}
+
+async fn home(State(state): State<Shared>, headers: HeaderMap, Query(q): Query<HomeQuery>) -> Response {
+    if let Some(ns) = q.namespace.or_else(|| state.default_namespace.clone()) {
+        if let Err(r) = valid(&[&ns]) {
+            return r;
+        }
+        return Redirect::to(&format!("/ns/{ns}")).into_response();
+    }
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match api::namespaces(&client).await {
+        Ok(list) => page(StatusCode::OK, pages::home(list.as_deref())),
+        Err(e) => error_page(&e, None),
+    }
+}
+
+async fn load_rows(client: &Client, ns: &str) -> Result<Vec<view::VmRow>, ApiError> {
+    let selector = format!("{LABEL_ADOPTED}=true");
+    let (vms, vmis, adoptions, records) = tokio::join!(
+        api::list(client, Kind::Vm, ns, Some(&selector), None),
+        api::list(client, Kind::Vmi, ns, None, None),
+        api::adoptions(client, ns),
+        api::list(client, Kind::ConfigMap, ns, Some(TRACKING_CONFIGMAP_SELECTOR), None),
+    );
+    // The VMs decide what the user may see; the rest only adds detail when readable.
+    let vms = vms?;
+    Ok(view::rows(
+        &vms,
+        &vmis.unwrap_or_default(),
+        &adoptions.unwrap_or_default(),
+        &records.unwrap_or_default(),
+        Timestamp::now(),
+    ))
+}
+
+async fn list_page(State(state): State<Shared>, headers: HeaderMap, Path(ns): Path<String>) -> Response {
+    if let Err(r) = valid(&[&ns]) {
+        return r;
+    }
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match load_rows(&client, &ns).await {
+        Ok(rows) => page(StatusCode::OK, pages::list(&ns, &rows)),
+        Err(e) => error_page(&e, Some("/")),
+    }
+}
+
+async fn rows_fragment(State(state): State<Shared>, headers: HeaderMap, Path(ns): Path<String>) -> Response {
+    if let Err(r) = valid(&[&ns]) {
+        return r;
+    }
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match load_rows(&client, &ns).await {
+        Ok(rows) => page(StatusCode::OK, pages::rows(&ns, &rows)),
+        Err(e) => error_page(&e, None),
+    }
+}
+
+async fn load_detail(client: &Client, ns: &str, vm_name: &str) -> Result<view::VmDetail, ApiError> {
+    let vm = api::get(client, Kind::Vm, ns, vm_name)
+        .await?
+        .filter(|vm| {
+            vm.pointer(&format!("/metadata/labels/{}", LABEL_ADOPTED.replace('/', "~1"))) == Some(&Value::from("true"))
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("an imported VM {vm_name} in {ns}")))?;
+    let claim_names = vm_import_core::preflight::claims_of(&vm);
+    let events_selector = format!("involvedObject.name={vm_name}");
+    let record_name = format!("{TRACKING_CONFIGMAP_PREFIX}{vm_name}");
+    let (vmi, events, record, adoptions) = tokio::join!(
+        api::get(client, Kind::Vmi, ns, vm_name),
+        api::list(client, Kind::Event, ns, None, Some(&events_selector)),
+        api::get(client, Kind::ConfigMap, ns, &record_name),
+        api::adoptions(client, ns),
+    );
+    let mut claims = Vec::new();
+    for name in claim_names {
+        if let Ok(Some(claim)) = api::get(client, Kind::Claim, ns, &name).await {
+            claims.push(claim);
+        }
+    }
+    let adoptions = adoptions.unwrap_or_default();
+    Ok(view::detail(
+        &vm,
+        vmi.ok().flatten().as_ref(),
+        &claims,
+        &events.unwrap_or_default(),
+        record.ok().flatten().as_ref(),
+        adoptions.iter().find(|a| a.spec.vm_name == vm_name),
+        Timestamp::now(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct NoticeQuery {
+    done: Option<String>,
+}
+
+fn notice(done: Option<&str>, vm: &str) -> Option<String> {
+    match done? {
+        "adopt" => Some(format!("Full adoption of {vm} requested; its progress shows here.")),
+        other => Action::parse(other).map(|a| format!("Asked KubeVirt to {} {vm}.", a.as_str())),
+    }
+}
+
+async fn detail_page(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, vm)): Path<(String, String)>,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    if let Err(r) = valid(&[&ns, &vm]) {
+        return r;
+    }
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match load_detail(&client, &ns, &vm).await {
+        Ok(d) => page(
+            StatusCode::OK,
+            pages::detail(&ns, &d, notice(q.done.as_deref(), &vm).as_deref()),
+        ),
+        Err(e) => error_page(&e, Some(&format!("/ns/{ns}"))),
+    }
+}
+
+async fn status_fragment(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, vm)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = valid(&[&ns, &vm]) {
+        return r;
+    }
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match load_detail(&client, &ns, &vm).await {
+        Ok(d) => page(StatusCode::OK, pages::detail_status(&d)),
+        Err(e) => error_page(&e, None),
+    }
+}
+
+async fn confirm_page(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, vm, action)): Path<(String, String, String)>,
+) -> Response {
+    if let Err(r) = valid(&[&ns, &vm]) {
+        return r;
+    }
+    let Some(action) = Action::parse(&action) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            pages::message("Not found", "No such page.", Some("/")),
+        );
+    };
+    let (token, set) = match csrf(&state, &headers) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    with_cookie(page(StatusCode::OK, pages::confirm(&ns, &vm, action, &token)), set)
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn act(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, vm, action)): Path<(String, String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = valid(&[&ns, &vm]) {
+        return r;
+    }
+    let Some(action) = Action::parse(&action) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            pages::message("Not found", "No such page.", Some("/")),
+        );
+    };
+    if !csrf_ok(&headers, &form.csrf) {
+        return csrf_refused();
+    }
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let back = format!("/ns/{ns}/vms/{vm}");
+    match api::act(&client, &ns, &vm, action).await {
+        Ok(()) => Redirect::to(&format!("{back}?done={}", action.as_str())).into_response(),
+        Err(e) => error_page(&e, Some(&back)),
+    }
+}
+
+async fn adopt_form(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, vm)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = valid(&[&ns, &vm]) {
+        return r;
+    }
+    let (token, set) = match csrf(&state, &headers) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    with_cookie(page(StatusCode::OK, pages::adopt(&ns, &vm, &token)), set)
+}
+
+fn args(vm: &str, form: &AdoptForm, dry_run: bool) -> Result<AdoptArgs, Response> {
+    let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let instance_name = opt(&form.instance_name);
+    if let Some(name) = &instance_name
+        && !vm_import_core::names::is_dns1123_label(name)
+    {
+        return Err(page(
+            StatusCode::BAD_REQUEST,
+            pages::message(
+                "Invalid instance name",
+                "The instance name must be a DNS-1123 label: lowercase letters, digits and '-'.",
+                None,
+            ),
+        ));
+    }
+    Ok(AdoptArgs {
+        vm: vm.to_owned(),
+        instance_name,
+        instance_type: opt(&form.instance_type),
+        instance_profile: opt(&form.instance_profile),
+        stop: form.stop_vm.is_some(),
+        wait: false,
+        timeout: 0,
+        dry_run,
+    })
+}
+
+async fn adopt_preview(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, vm)): Path<(String, String)>,
+    Form(form): Form<AdoptForm>,
+) -> Response {
+    if let Err(r) = valid(&[&ns, &vm]) {
+        return r;
+    }
+    if !csrf_ok(&headers, &form.csrf) {
+        return csrf_refused();
+    }
+    let args = match args(&vm, &form, true) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let back = format!("/ns/{ns}/vms/{vm}/adopt");
+    match commands::adopt(&client, &ns, &args, |_| {}).await {
+        Ok(plan) => page(StatusCode::OK, pages::preview(&ns, &vm, &form, &plan, &form.csrf)),
+        Err(e) => page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::message("This VM cannot be adopted as asked", &e.to_string(), Some(&back)),
+        ),
+    }
+}
+
+async fn adopt_create(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, vm)): Path<(String, String)>,
+    Form(form): Form<AdoptForm>,
+) -> Response {
+    if let Err(r) = valid(&[&ns, &vm]) {
+        return r;
+    }
+    if !csrf_ok(&headers, &form.csrf) {
+        return csrf_refused();
+    }
+    let args = match args(&vm, &form, false) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let adoption = commands::adoption_for(&ns, &args);
+    match api::create_adoption(&client, &adoption).await {
+        Ok(()) => Redirect::to(&format!("/ns/{ns}/vms/{vm}?done=adopt")).into_response(),
+        Err(e) => error_page(&e, Some(&format!("/ns/{ns}/vms/{vm}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(cookie: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_str(cookie).expect("header"));
+        h
+    }
+
+    #[test]
+    fn csrf_needs_the_cookie_and_the_same_field() {
+        let token = "a".repeat(64);
+        let h = headers(&format!("other=1; {CSRF_COOKIE}={token}"));
+        assert!(csrf_ok(&h, &token));
+        assert!(!csrf_ok(&h, &"b".repeat(64)));
+        assert!(!csrf_ok(&h, ""));
+        assert!(!csrf_ok(&HeaderMap::new(), &token), "no cookie");
+        assert!(
+            !csrf_ok(&headers(&format!("{CSRF_COOKIE}=short")), "short"),
+            "malformed cookie"
+        );
+    }
+
+    #[test]
+    fn notices_come_from_a_fixed_set() {
+        assert_eq!(
+            notice(Some("stop"), "web").as_deref(),
+            Some("Asked KubeVirt to stop web.")
+        );
+        assert_eq!(notice(Some("<b>hi</b>"), "web"), None);
+        assert!(notice(Some("adopt"), "web").is_some_and(|n| n.contains("Full adoption")));
+    }
+}
