@@ -1,0 +1,2 @@
+//! Test support for the console.
+pub mod standin;

@@ -1,0 +1,238 @@
+//! A small stand-in for the API server's responses, for the console's tests and browser
+//! tests: two imported VMs in `tenant-demo`, their instance, record, claims and Events;
+//! KubeVirt's start/stop/restart; and VMAdoption creation. It records every request
+//! (method, path, and the bearer token it carried) at `GET /__requests`, and
+//! `POST /__status/{vm}/{status}` changes a VM's status, as KubeVirt would.
+//!
+//! Tokens: `admin-token` may do everything; `viewer-token` may read but gets 403 on
+//! every write; any other token gets 401.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    routing::{any, post},
+};
+use serde_json::{Value, json};
+
+/// One request the stand-in saw.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub token: String,
+}
+
+#[derive(Default)]
+struct World {
+    seen: Vec<Seen>,
+    status: std::collections::BTreeMap<String, String>,
+    adoptions: Vec<Value>,
+}
+
+#[derive(Clone, Default)]
+pub struct StandIn {
+    world: Arc<Mutex<World>>,
+}
+
+const NS: &str = "tenant-demo";
+
+fn status(code: u16, reason: &str, message: &str) -> Response {
+    (
+        StatusCode::from_u16(code).unwrap(),
+        Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message, "code": code})),
+    )
+        .into_response()
+}
+
+fn list(items: Vec<Value>) -> Response {
+    Json(json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}))
+        .into_response()
+}
+
+fn vm(name: &str, status: &str, disk: &str) -> Value {
+    json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": NS, "uid": format!("uid-{name}"), "creationTimestamp": "2026-11-20T09:00:00Z",
+                     "labels": {"cozystack.io/adopted": "true", "cozystack.io/original-plan": "vm-import-demo", "plan": "p", "vmID": "vm-101"}},
+        "spec": {"runStrategy": if status == "Running" { "Always" } else { "Halted" }, "template": {"spec": {
+            "domain": {"cpu": {"cores": 2, "sockets": 1}, "memory": {"guest": "4Gi"},
+                       "devices": {"disks": [{"name": "vol-0", "disk": {"bus": "virtio"}, "bootOrder": 1}],
+                                   "interfaces": [{"name": "default", "masquerade": {}, "macAddress": "00:50:56:a1:2b:3c"}]}},
+            "networks": [{"name": "default", "pod": {}}],
+            "volumes": [{"name": "vol-0", "persistentVolumeClaim": {"claimName": disk}}]}}},
+        "status": {"printableStatus": status,
+                   "conditions": [{"type": "Ready", "status": if status == "Running" { "True" } else { "False" }, "reason": "", "message": ""}]}})
+}
+
+/// The running instances: web-01, while it runs.
+fn vmis(statuses: &std::collections::BTreeMap<String, String>) -> Vec<Value> {
+    if statuses.get("web-01").map(String::as_str) != Some("Running") {
+        return Vec::new();
+    }
+    vec![
+        json!({"metadata": {"name": "web-01", "creationTimestamp": "2026-11-25T08:00:00Z"},
+        "status": {"phase": "Running", "nodeName": "node-2",
+                   "guestOSInfo": {"prettyName": "Ubuntu 22.04.4 LTS", "kernelRelease": "5.15.0-105-generic"},
+                   "interfaces": [{"name": "default", "ipAddress": "10.244.1.17", "ipAddresses": ["10.244.1.17"]}]}}),
+    ]
+}
+
+impl StandIn {
+    /// The stand-in's routes.
+    pub fn router(&self) -> Router {
+        {
+            let mut w = self.world.lock().unwrap();
+            w.status.insert("web-01".into(), "Running".into());
+            w.status.insert("db-01".into(), "Stopped".into());
+        }
+        Router::new()
+            .route("/__requests", axum::routing::get(requests))
+            .route("/__status/{vm}/{status}", post(set_status))
+            .fallback(any(api))
+            .with_state(self.clone())
+    }
+
+    /// Serves on a free loopback port; returns its URL.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = self.router();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        url
+    }
+
+    /// Every API request so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.world.lock().unwrap().seen.clone()
+    }
+
+    /// Sets a VM's status.
+    pub fn set_status(&self, vm: &str, status: &str) {
+        self.world.lock().unwrap().status.insert(vm.into(), status.into());
+    }
+}
+
+async fn requests(State(s): State<StandIn>) -> Json<Vec<Seen>> {
+    Json(s.seen())
+}
+
+async fn set_status(State(s): State<StandIn>, Path((vm, status)): Path<(String, String)>) -> StatusCode {
+    s.set_status(&vm, &status);
+    StatusCode::NO_CONTENT
+}
+
+async fn api(State(s): State<StandIn>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let path = uri.path().to_owned();
+    s.world.lock().unwrap().seen.push(Seen {
+        method: method.to_string(),
+        path: uri.to_string(),
+        token: token.clone(),
+    });
+    if token != "admin-token" && token != "viewer-token" {
+        return status(401, "Unauthorized", "Unauthorized");
+    }
+    let writes = method != Method::GET;
+    if writes && token == "viewer-token" {
+        return status(403, "Forbidden", "forbidden: the user may not do this");
+    }
+    let statuses = s.world.lock().unwrap().status.clone();
+    let vms = || {
+        vec![
+            vm("db-01", &statuses["db-01"], "vm-import-demo-db-01-disk-0"),
+            vm("web-01", &statuses["web-01"], "vm-import-demo-web-01-disk-0"),
+        ]
+    };
+    let base = format!("/apis/kubevirt.io/v1/namespaces/{NS}");
+    let sub = format!("/apis/subresources.kubevirt.io/v1/namespaces/{NS}/virtualmachines/");
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/api/v1/namespaces") if token == "viewer-token" => status(403, "Forbidden", "forbidden"),
+        ("GET", "/api/v1/namespaces") => list(vec![
+            json!({"metadata": {"name": NS}}),
+            json!({"metadata": {"name": "tenant-other"}}),
+        ]),
+        ("GET", p) if p == format!("{base}/virtualmachines") => list(vms()),
+        ("GET", p) if p.starts_with(&format!("{base}/virtualmachines/")) => {
+            let name = p.rsplit('/').next().unwrap();
+            vms()
+                .into_iter()
+                .find(|v| v["metadata"]["name"] == name)
+                .map_or_else(|| status(404, "NotFound", "not found"), |v| Json(v).into_response())
+        }
+        ("GET", p) if p == format!("{base}/virtualmachineinstances") => list(vmis(&statuses)),
+        ("GET", p) if p.starts_with(&format!("{base}/virtualmachineinstances/")) => {
+            let name = p.rsplit('/').next().unwrap();
+            vmis(&statuses)
+                .into_iter()
+                .find(|v| v["metadata"]["name"] == name)
+                .map_or_else(|| status(404, "NotFound", "not found"), |v| Json(v).into_response())
+        }
+        ("GET", p)
+            if p.starts_with(&format!(
+                "/api/v1/namespaces/{NS}/persistentvolumeclaims/vm-import-demo-"
+            )) =>
+        {
+            let name = p.rsplit('/').next().unwrap();
+            Json(json!({"metadata": {"name": name}, "spec": {"volumeName": format!("pv-{name}"), "storageClassName": "replicated",
+                "resources": {"requests": {"storage": "40Gi"}}}, "status": {"phase": "Bound", "capacity": {"storage": "40Gi"}}})).into_response()
+        }
+        ("GET", p) if p == format!("/api/v1/namespaces/{NS}/configmaps") => list(vec![
+            json!({"metadata": {"name": "vm-adopted-web-01"}, "data": {"vmName": "web-01", "sourcePlan": "vm-import-demo", "sourceType": "vmware", "adoptedAt": "2026-11-20T09:12:44Z", "managementEndpoint": "kubectl"}}),
+            json!({"metadata": {"name": "vm-adopted-db-01"}, "data": {"vmName": "db-01", "sourcePlan": "vm-import-demo", "sourceType": "vmware", "adoptedAt": "2026-11-20T09:14:02Z", "managementEndpoint": "kubectl"}}),
+        ]),
+        ("GET", p) if p.starts_with(&format!("/api/v1/namespaces/{NS}/configmaps/vm-adopted-")) => {
+            let vm = p.trim_start_matches(&format!("/api/v1/namespaces/{NS}/configmaps/vm-adopted-"));
+            Json(json!({"metadata": {"name": format!("vm-adopted-{vm}")}, "data": {"vmName": vm, "sourcePlan": "vm-import-demo", "sourcePlanNamespace": NS, "sourceType": "vmware", "sourceVMID": "vm-101", "adoptedAt": "2026-11-20T09:12:44Z", "managementEndpoint": "kubectl"}})).into_response()
+        }
+        ("GET", p) if p == format!("/api/v1/namespaces/{NS}/events") => list(vec![
+            json!({"type": "Normal", "reason": "Adopted", "message": "Adopted into Cozystack from import Plan vm-import-demo", "lastTimestamp": "2026-11-20T09:12:44Z"}),
+            json!({"type": "Normal", "reason": "SuccessfulCreate", "message": "Started the virtual machine by creating the new virtual machine instance", "lastTimestamp": "2026-11-25T08:00:00Z"}),
+        ]),
+        ("GET", p) if p == format!("/apis/vm-import.cozystack.io/v1alpha1/namespaces/{NS}/vmadoptions") => {
+            list(s.world.lock().unwrap().adoptions.clone())
+        }
+        ("POST", p) if p == format!("/apis/vm-import.cozystack.io/v1alpha1/namespaces/{NS}/vmadoptions") => {
+            let mut adoption: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            adoption["status"] = json!({"phase": "Pending"});
+            s.world.lock().unwrap().adoptions.push(adoption.clone());
+            (StatusCode::CREATED, Json(adoption)).into_response()
+        }
+        ("PUT", p) if p.starts_with(&sub) => {
+            let rest = &p[sub.len()..];
+            let (name, action) = rest.split_once('/').unwrap_or((rest, ""));
+            let current = statuses.get(name).cloned().unwrap_or_default();
+            match action {
+                "stop" if current == "Stopped" => status(
+                    409,
+                    "Conflict",
+                    "Halted does not support manual stop requests: VM is already stopped",
+                ),
+                "start" if current == "Running" => status(
+                    409,
+                    "Conflict",
+                    "Always does not support manual start requests: VM is already running",
+                ),
+                "stop" => {
+                    s.set_status(name, "Stopped");
+                    StatusCode::ACCEPTED.into_response()
+                }
+                "start" | "restart" => {
+                    s.set_status(name, "Running");
+                    StatusCode::ACCEPTED.into_response()
+                }
+                _ => status(404, "NotFound", "not found"),
+            }
+        }
+        _ => status(404, "NotFound", "not found"),
+    }
+}
