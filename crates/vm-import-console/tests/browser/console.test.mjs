@@ -1,0 +1,161 @@
+// Browser tests of the Imported VMs console: Debian's Chromium, driven by playwright-core,
+// against the real console binary and the recording stand-in API server.
+//
+//   make browser-test                        # what CI runs (builds, installs, runs)
+//   UPDATE_SCREENSHOTS=1 make browser-test   # also rewrites docs/screenshots/*.png
+//
+// The platform's auth proxy is played by the browser context: it adds the
+// `Authorization: Bearer …` header to every request, as the proxy would.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { createServer } from "node:net";
+import { mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "../../../..");
+const target = process.env.CARGO_TARGET_DIR || path.join(root, "target");
+const children = [];
+let api, consoleUrl, browser;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
+function start(binary, args) {
+  const child = spawn(binary, args, { stdio: ["ignore", "pipe", process.env.DEBUG ? "inherit" : "ignore"] });
+  children.push(child);
+  return child;
+}
+
+async function waitFor(url) {
+  for (let i = 0; i < 100; i++) {
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+    } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} never answered`);
+}
+
+before(async () => {
+  const standin = start(path.join(target, "debug/examples/standin"), []);
+  api = await new Promise((resolve) => {
+    createInterface({ input: standin.stdout }).once("line", (line) => resolve(line.trim()));
+  });
+  const port = await freePort();
+  consoleUrl = `http://127.0.0.1:${port}`;
+  start(path.join(target, "debug/vm-import-console"), [
+    "--api-server", api, "--http-addr", `127.0.0.1:${port}`, "--secure-cookies=false",
+  ]);
+  await waitFor(`${consoleUrl}/healthz`);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  for (const child of children) child.kill();
+});
+
+async function page(token, colorScheme = "light") {
+  const context = await browser.newContext({
+    extraHTTPHeaders: { Authorization: `Bearer ${token}` },
+    colorScheme,
+    viewport: { width: 1280, height: 720 },
+  });
+  return context.newPage();
+}
+
+async function apiRequests() {
+  return (await fetch(`${api}/__requests`)).json();
+}
+
+test("the list updates live without a reload", async () => {
+  const p = await page("viewer-token");
+  await p.goto(`${consoleUrl}/ns/tenant-demo`);
+  const web = p.locator('tr[data-vm="web-01"]');
+  await web.locator(".badge.running").waitFor();
+  assert.equal(await p.locator("tbody tr").count(), 2);
+  assert.match(await web.innerText(), /10\.244\.1\.17/);
+  const loads = [];
+  p.on("framenavigated", () => loads.push(1));
+  await fetch(`${api}/__status/web-01/Stopped`, { method: "POST" });
+  await web.locator(".badge.stopped").waitFor({ timeout: 10_000 });
+  assert.equal(loads.length, 0, "no reload");
+  await fetch(`${api}/__status/web-01/Running`, { method: "POST" });
+  await p.context().close();
+});
+
+test("stop asks first, then goes to the API with the user's token", async () => {
+  const p = await page("admin-token");
+  await p.goto(`${consoleUrl}/ns/tenant-demo/vms/web-01`);
+  await p.getByRole("link", { name: "Stop" }).click();
+  await p.getByRole("heading", { name: "Stop web-01?" }).waitFor();
+  const before = (await apiRequests()).filter((r) => r.method === "PUT").length;
+  assert.equal(before, 0, "nothing happens before the confirmation");
+  await p.getByRole("button", { name: "Yes, stop it" }).click();
+  await p.getByRole("status").filter({ hasText: "Asked KubeVirt to stop web-01." }).waitFor();
+  const puts = (await apiRequests()).filter((r) => r.method === "PUT");
+  assert.deepEqual(puts.map((r) => [r.path, r.token]), [
+    ["/apis/subresources.kubevirt.io/v1/namespaces/tenant-demo/virtualmachines/web-01/stop", "admin-token"],
+  ]);
+  await fetch(`${api}/__status/web-01/Running`, { method: "POST" });
+  await p.context().close();
+});
+
+test("a 403 from the API server is shown as a plain message", async () => {
+  const p = await page("viewer-token");
+  await p.goto(`${consoleUrl}/ns/tenant-demo/vms/db-01/start`);
+  await p.getByRole("button", { name: "Yes, start it" }).click();
+  const alert = p.getByRole("alert");
+  await alert.waitFor();
+  assert.match(await alert.innerText(), /you are not allowed to start VirtualMachine db-01/);
+  assert.match(await p.title(), /Not allowed/);
+  await p.context().close();
+});
+
+test("full adoption shows the plan and its warnings before anything is created", async () => {
+  const p = await page("admin-token");
+  await p.goto(`${consoleUrl}/ns/tenant-demo/vms/web-01/adopt`);
+  await p.getByLabel("Instance name").fill("web");
+  await p.getByRole("button", { name: "Preview" }).click();
+  await p.getByText("Not carried over", { exact: true }).waitFor();
+  assert.match(await p.locator("pre.plan").innerText(), /VMDisk web-disk-0: takes over PVC vm-import-demo-web-01-disk-0/);
+  assert.equal((await apiRequests()).filter((r) => r.method === "POST").length, 0);
+  p.once("dialog", (d) => d.accept());
+  await p.getByRole("button", { name: "Adopt web-01" }).click();
+  await p.getByRole("status").filter({ hasText: "Full adoption of web-01 requested" }).waitFor();
+  const posts = (await apiRequests()).filter((r) => r.method === "POST");
+  assert.equal(posts.length, 1);
+  assert.equal(posts[0].token, "admin-token");
+  await p.context().close();
+});
+
+test("screenshots, light and dark", { skip: !process.env.UPDATE_SCREENSHOTS }, async () => {
+  const dir = path.join(root, "docs/screenshots");
+  mkdirSync(dir, { recursive: true });
+  for (const scheme of ["light", "dark"]) {
+    const p = await page("admin-token", scheme);
+    await p.goto(`${consoleUrl}/ns/tenant-demo`);
+    await p.screenshot({ path: path.join(dir, `list-${scheme}.png`) });
+    await p.goto(`${consoleUrl}/ns/tenant-demo/vms/web-01`);
+    await p.screenshot({ path: path.join(dir, `detail-${scheme}.png`), fullPage: true });
+    await p.context().close();
+  }
+});
