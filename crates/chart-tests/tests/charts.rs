@@ -759,3 +759,48 @@ fn shipped_crds_are_valid_kubernetes_objects() {
     );
     validate_core(&docs).unwrap();
 }
+
+#[test]
+fn the_console_is_off_by_default_and_has_no_rights_of_its_own() {
+    let off = controller_docs("defaults.yaml");
+    assert!(
+        !off.iter().any(|d| d["metadata"]["name"] == "vm-import-console"),
+        "off by default"
+    );
+    let docs = controller_docs("console.yaml");
+    let console: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["metadata"]["name"] == "vm-import-console")
+        .collect();
+    let kinds: BTreeSet<&str> = console.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, BTreeSet::from(["Deployment", "Service", "ServiceAccount"]));
+    let sa = console.iter().find(|d| d["kind"] == "ServiceAccount").unwrap();
+    assert_eq!(sa["automountServiceAccountToken"], false);
+    for binding in of_kind(&docs, "ClusterRoleBinding")
+        .into_iter()
+        .chain(of_kind(&docs, "RoleBinding"))
+    {
+        assert!(
+            binding["subjects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["name"] != "vm-import-console"),
+            "the console's ServiceAccount is bound to nothing"
+        );
+    }
+    let deployment = console.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(pod["volumes"][0]["configMap"]["name"], "kube-root-ca.crt");
+    assert!(
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "VM_IMPORT_CONSOLE_DEFAULT_NAMESPACE" && e["value"] == "tenant-demo")
+    );
+}

@@ -54,6 +54,21 @@ pub enum Command {
     },
     /// Fully adopt an imported VM: turn it into a VMInstance with VMDisks, zero-copy.
     Adopt(AdoptArgs),
+    /// Start a VM (KubeVirt's `start`).
+    Start {
+        /// The VM.
+        vm: String,
+    },
+    /// Stop a VM (KubeVirt's `stop`).
+    Stop {
+        /// The VM.
+        vm: String,
+    },
+    /// Restart a VM (KubeVirt's `restart`).
+    Restart {
+        /// The VM.
+        vm: String,
+    },
     /// Show how far a VM's full adoption got.
     Status {
         /// The VM.

@@ -454,6 +454,31 @@ async fn dry_run(client: &Client, namespace: &str, vm: &Value, adoption: &VMAdop
     render::dry_run(&adoption, &instance, &disks, &mapping.warnings, &notes).map_err(|e| CliError::Api(e.to_string()))
 }
 
+/// Calls KubeVirt's `start`, `stop` or `restart` subresource of VM `vm`.
+pub async fn vm_subresource(client: &Client, namespace: &str, vm: &str, action: &str) -> Result<(), kube::Error> {
+    let url = format!("/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{vm}/{action}");
+    let request = http::Request::put(url)
+        .header("content-type", "application/json")
+        .body(b"{}".to_vec())
+        .map_err(kube::Error::HttpError)?;
+    client.request_text(request).await.map(drop)
+}
+
+/// `start`, `stop` or `restart VM`, with the user's permissions.
+pub async fn power(client: &Client, namespace: &str, vm: &str, action: &str) -> Result<String, CliError> {
+    match vm_subresource(client, namespace, vm, action).await {
+        Ok(()) => Ok(format!("virtualmachine.kubevirt.io/{vm} {action} requested\n")),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(CliError::NoSuchVm {
+            namespace: namespace.to_owned(),
+            name: vm.to_owned(),
+        }),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            Err(CliError::Invalid(format!("cannot {action} {vm}: {}", s.message)))
+        }
+        Err(e) => Err(api_error(&format!("{action} VirtualMachine {vm}"), e)),
+    }
+}
+
 /// Runs the parsed command, printing progress to stderr; returns what to print.
 pub async fn run(cli: crate::cli::Cli) -> Result<String, CliError> {
     let (client, namespace) = connect(&cli.connection).await?;
@@ -463,5 +488,8 @@ pub async fn run(cli: crate::cli::Cli) -> Result<String, CliError> {
         }
         crate::cli::Command::Status { vm, output } => status(&client, &namespace, vm, *output).await,
         crate::cli::Command::Adopt(args) => adopt(&client, &namespace, args, |line| eprintln!("{line}")).await,
+        crate::cli::Command::Start { vm } => power(&client, &namespace, vm, "start").await,
+        crate::cli::Command::Stop { vm } => power(&client, &namespace, vm, "stop").await,
+        crate::cli::Command::Restart { vm } => power(&client, &namespace, vm, "restart").await,
     }
 }

@@ -263,3 +263,25 @@ async fn list_shows_each_imported_vm_with_its_adoption_level() {
     let rows: Value = serde_json::from_str(&json_out).unwrap();
     assert_eq!(rows[0]["adoption"], "full: HandingOffDisks");
 }
+
+#[tokio::test]
+async fn start_stop_restart_call_kubevirt_with_the_users_credentials() {
+    let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+        "message": "Halted does not support manual stop requests: VM is already stopped", "code": 409});
+    let sub = "/apis/subresources.kubevirt.io/v1/namespaces/tenant-a/virtualmachines";
+    let (client, seen) = mock(vec![
+        ("PUT", format!("{sub}/web/restart"), 202, json!({})),
+        ("PUT", format!("{sub}/web/stop"), 409, conflict),
+    ]);
+    let out = commands::power(&client, "tenant-a", "web", "restart").await.unwrap();
+    assert_eq!(out, "virtualmachine.kubevirt.io/web restart requested\n");
+    let err = commands::power(&client, "tenant-a", "web", "stop").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot stop web: Halted does not support manual stop requests: VM is already stopped"
+    );
+    let err = commands::power(&client, "tenant-a", "nope", "start").await.unwrap_err();
+    assert_eq!(err.to_string(), "VirtualMachine nope not found in namespace tenant-a");
+    let requests: Vec<String> = seen.lock().unwrap().iter().map(|(r, _)| r.clone()).collect();
+    assert_eq!(requests[0], format!("PUT {sub}/web/restart"));
+}

@@ -215,18 +215,8 @@ impl Action {
 
 /// Asks KubeVirt to start, stop or restart VM `name`, as the user.
 pub async fn act(client: &Client, namespace: &str, name: &str, action: Action) -> Result<(), ApiError> {
-    let url = format!(
-        "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{name}/{}",
-        action.as_str()
-    );
-    let request = http::Request::put(url)
-        .header("content-type", "application/json")
-        .body(b"{}".to_vec())
-        .map_err(|e| ApiError::Other(e.to_string()))?;
-    client
-        .request_text(request)
+    kubectl_vm_import::commands::vm_subresource(client, namespace, name, action.as_str())
         .await
-        .map(drop)
         .map_err(|e| api_error(&format!("{} VirtualMachine {name}", action.as_str()), &e))
 }
 

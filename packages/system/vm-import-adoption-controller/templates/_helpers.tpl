@@ -10,3 +10,13 @@ app.kubernetes.io/part-of: cozystack
 app.kubernetes.io/name: {{ include "controller.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end -}}
+
+{{- define "console.selectorLabels" -}}
+app.kubernetes.io/name: vm-import-console
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+{{- end -}}
+
+{{- define "console.labels" -}}
+{{ include "console.selectorLabels" . }}
+app.kubernetes.io/part-of: cozystack
+{{- end -}}
