@@ -21,6 +21,8 @@ pub struct Target {
     pub server: String,
     /// The CA bundle (PEM file).
     pub ca_file: Option<String>,
+    /// Or the CA bundle inline, base64-encoded PEM as kubeconfig carries it.
+    pub ca_data: Option<String>,
     /// Skip TLS verification (development only).
     pub insecure: bool,
 }
@@ -67,6 +69,9 @@ impl Target {
         let mut cluster = json!({"server": self.server});
         if let Some(ca) = &self.ca_file {
             cluster["certificate-authority"] = json!(ca);
+        }
+        if let Some(ca) = &self.ca_data {
+            cluster["certificate-authority-data"] = json!(ca);
         }
         if self.insecure {
             cluster["insecure-skip-tls-verify"] = json!(true);

@@ -37,6 +37,7 @@ async fn main() -> ExitCode {
         target: Target {
             server,
             ca_file,
+            ca_data: None,
             insecure: args.insecure_skip_tls_verify,
         },
         secure_cookies: args.secure_cookies,

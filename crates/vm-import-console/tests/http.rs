@@ -25,6 +25,7 @@ async fn console() -> (Router, StandIn) {
         target: Target {
             server: url,
             ca_file: None,
+            ca_data: None,
             insecure: false,
         },
         secure_cookies: false,
