@@ -451,24 +451,32 @@ fn args(vm: &str, form: &AdoptForm, dry_run: bool) -> Result<AdoptArgs, Response
     })
 }
 
+/// What both adoption posts check first, in this order: the names, the CSRF token, the
+/// form, and the user's token.
+async fn adopt_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    ns: &str,
+    vm: &str,
+    form: &AdoptForm,
+    dry_run: bool,
+) -> Result<(Client, AdoptArgs), Response> {
+    valid(&[ns, vm])?;
+    if !csrf_ok(headers, &form.csrf) {
+        return Err(csrf_refused());
+    }
+    let args = args(vm, form, dry_run)?;
+    Ok((user(state, headers).await?, args))
+}
+
 async fn adopt_preview(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path((ns, vm)): Path<(String, String)>,
     Form(form): Form<AdoptForm>,
 ) -> Response {
-    if let Err(r) = valid(&[&ns, &vm]) {
-        return r;
-    }
-    if !csrf_ok(&headers, &form.csrf) {
-        return csrf_refused();
-    }
-    let args = match args(&vm, &form, true) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let client = match user(&state, &headers).await {
-        Ok(c) => c,
+    let (client, args) = match adopt_request(&state, &headers, &ns, &vm, &form, true).await {
+        Ok(request) => request,
         Err(r) => return r,
     };
     let back = format!("/ns/{ns}/vms/{vm}/adopt");
@@ -487,18 +495,8 @@ async fn adopt_create(
     Path((ns, vm)): Path<(String, String)>,
     Form(form): Form<AdoptForm>,
 ) -> Response {
-    if let Err(r) = valid(&[&ns, &vm]) {
-        return r;
-    }
-    if !csrf_ok(&headers, &form.csrf) {
-        return csrf_refused();
-    }
-    let args = match args(&vm, &form, false) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let client = match user(&state, &headers).await {
-        Ok(c) => c,
+    let (client, args) = match adopt_request(&state, &headers, &ns, &vm, &form, false).await {
+        Ok(request) => request,
         Err(r) => return r,
     };
     let adoption = commands::adoption_for(&ns, &args);
