@@ -11,6 +11,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tools="$root/.tools"
 mkdir -p "$tools/bin" "$tools/cache"
+# npm's and pip's download caches stay inside the clone too.
+export npm_config_cache="$tools/cache/npm"
+export PIP_NO_CACHE_DIR=1
 
 # name, npm package, version wanted (as `helm version` prints it)
 install_layer() {
