@@ -201,6 +201,7 @@ pub async fn reconcile(adoption: Arc<VMAdoption>, ctx: Arc<FullContext>) -> Resu
         match &step {
             Step::Done => {
                 status.phase = Phase::Succeeded;
+                status.observed_generation = adoption.metadata.generation;
                 status.message = Some(format!("VMInstance {} runs the adopted VM", plan.instance_release));
                 set_ready(&mut status, &adoption, "True", "Adopted", "fully adopted");
                 write_status(&ctx, &apis, &adoption, &status).await?;
@@ -223,6 +224,7 @@ pub async fn reconcile(adoption: Arc<VMAdoption>, ctx: Arc<FullContext>) -> Resu
                 if status.phase != Phase::Failed || status.message.as_deref() != Some(message.as_str()) {
                     status.phase = Phase::Failed;
                     status.message = Some(message.clone());
+                    status.observed_generation = adoption.metadata.generation;
                     set_ready(&mut status, &adoption, "False", "Conflict", &message);
                     write_status(&ctx, &apis, &adoption, &status).await?;
                     publish(&ctx, &adoption, EventType::Warning, "AdoptionConflict", message).await;
@@ -232,9 +234,14 @@ pub async fn reconcile(adoption: Arc<VMAdoption>, ctx: Arc<FullContext>) -> Resu
             _ => {}
         }
         let message = describe(&step, &plan);
-        if status.phase != phase || status.message.as_deref() != Some(message.as_str()) {
+        // A spec update (stopVM, the only field that may change) is acknowledged too.
+        if status.phase != phase
+            || status.message.as_deref() != Some(message.as_str())
+            || status.observed_generation != adoption.metadata.generation
+        {
             status.phase = phase;
             status.message = Some(message);
+            status.observed_generation = adoption.metadata.generation;
             set_ready(&mut status, &adoption, "False", "InProgress", "adoption in progress");
             write_status(&ctx, &apis, &adoption, &status).await?;
         }

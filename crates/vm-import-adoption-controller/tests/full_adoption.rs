@@ -318,6 +318,38 @@ async fn a_running_vm_is_waited_for_when_stopping_is_not_allowed() {
 }
 
 #[tokio::test]
+async fn a_waiting_adoption_stops_the_vm_once_the_user_allows_it() {
+    let (client, cluster) = FakeCluster::start();
+    seed(&cluster, false);
+    let ctx = context(client);
+    let reconcile_once = || async {
+        let adoption: VMAdoption = serde_json::from_value(cluster.get(&adoption_path()).unwrap()).unwrap();
+        full::reconcile(Arc::new(adoption), ctx.clone()).await.unwrap();
+        cluster.tick();
+    };
+    reconcile_once().await;
+    reconcile_once().await;
+    assert_eq!(phase(&cluster), "WaitingForStop");
+    let stop = "PUT /apis/subresources.kubevirt.io/v1/namespaces/tenant-a/virtualmachines/web/stop";
+    assert!(!cluster.writes().iter().any(|w| w == stop), "not stopped without leave");
+    // The user sets spec.stopVM: true on the waiting VMAdoption (its only mutable field).
+    let mut adoption = cluster.get(&adoption_path()).unwrap();
+    adoption["spec"]["stopVM"] = json!(true);
+    adoption["metadata"]["generation"] = json!(2);
+    cluster.put(adoption);
+    reconcile_once().await;
+    assert!(cluster.writes().iter().any(|w| w == stop), "{:#?}", cluster.writes());
+    let status = &cluster.get(&adoption_path()).unwrap()["status"];
+    assert_eq!(
+        status["observedGeneration"], 2,
+        "the new spec is acknowledged: {status:#}"
+    );
+    drive(&cluster, &ctx).await;
+    assert_eq!(phase(&cluster), "Succeeded");
+    assert!(!cluster.data_lost());
+}
+
+#[tokio::test]
 async fn invalid_requests_touch_nothing() {
     type Breaker = fn(&FakeCluster);
     let cases: [(&str, Breaker, &str); 5] = [

@@ -10,7 +10,20 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// What the user asks for. Immutable: a different request is a new VMAdoption.
+/// The API server's check on every update of a spec: what is adopted, and as what, never
+/// changes (an absent optional field and an empty one are the same request); only
+/// `stopVM` may, so that a waiting adoption can be allowed to stop its VM.
+pub const SPEC_TRANSITION_RULE: &str = "self.vmName == oldSelf.vmName \
+&& (has(self.instanceName) ? self.instanceName : '') == (has(oldSelf.instanceName) ? oldSelf.instanceName : '') \
+&& (has(self.instanceType) ? self.instanceType : '') == (has(oldSelf.instanceType) ? oldSelf.instanceType : '') \
+&& (has(self.instanceProfile) ? self.instanceProfile : '') == (has(oldSelf.instanceProfile) ? oldSelf.instanceProfile : '')";
+
+/// What the API server says when [`SPEC_TRANSITION_RULE`] refuses an update.
+pub const SPEC_TRANSITION_MESSAGE: &str =
+    "only spec.stopVM may change: to adopt another VM, or as something else, delete this VMAdoption and create another";
+
+/// What the user asks for. Only `stopVM` may change: a different request is a new
+/// VMAdoption.
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[kube(
     group = "vm-import.cozystack.io",
@@ -26,7 +39,7 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: delete this VMAdoption and create another"))]
+#[x_kube(validation = Rule::new(SPEC_TRANSITION_RULE).message(SPEC_TRANSITION_MESSAGE))]
 #[serde(rename_all = "camelCase")]
 pub struct VMAdoptionSpec {
     /// The imported, label-adopted VirtualMachine of this namespace to adopt.
@@ -34,15 +47,19 @@ pub struct VMAdoptionSpec {
     pub vm_name: String,
     /// The VMInstance's name; the VM's name when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub instance_name: Option<String>,
     /// A VirtualMachineClusterInstancetype that replaces the VM's own sizing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub instance_type: Option<String>,
     /// A VirtualMachineClusterPreference that replaces the VM's own preference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub instance_profile: Option<String>,
     /// Stop the VM if it runs. When false, the adoption waits (phase WaitingForStop)
-    /// until the VM is stopped.
+    /// until the VM is stopped, or until this is set to true. The only field that may
+    /// change after creation.
     #[serde(default, rename = "stopVM")]
     pub stop_vm: bool,
 }
