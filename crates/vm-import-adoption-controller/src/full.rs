@@ -201,7 +201,6 @@ pub async fn reconcile(adoption: Arc<VMAdoption>, ctx: Arc<FullContext>) -> Resu
         match &step {
             Step::Done => {
                 status.phase = Phase::Succeeded;
-                status.observed_generation = adoption.metadata.generation;
                 status.message = Some(format!("VMInstance {} runs the adopted VM", plan.instance_release));
                 set_ready(&mut status, &adoption, "True", "Adopted", "fully adopted");
                 write_status(&ctx, &apis, &adoption, &status).await?;
@@ -224,7 +223,6 @@ pub async fn reconcile(adoption: Arc<VMAdoption>, ctx: Arc<FullContext>) -> Resu
                 if status.phase != Phase::Failed || status.message.as_deref() != Some(message.as_str()) {
                     status.phase = Phase::Failed;
                     status.message = Some(message.clone());
-                    status.observed_generation = adoption.metadata.generation;
                     set_ready(&mut status, &adoption, "False", "Conflict", &message);
                     write_status(&ctx, &apis, &adoption, &status).await?;
                     publish(&ctx, &adoption, EventType::Warning, "AdoptionConflict", message).await;
@@ -241,7 +239,6 @@ pub async fn reconcile(adoption: Arc<VMAdoption>, ctx: Arc<FullContext>) -> Resu
         {
             status.phase = phase;
             status.message = Some(message);
-            status.observed_generation = adoption.metadata.generation;
             set_ready(&mut status, &adoption, "False", "InProgress", "adoption in progress");
             write_status(&ctx, &apis, &adoption, &status).await?;
         }
@@ -665,7 +662,9 @@ fn tolerate_gone(result: Result<(), kube::Error>) -> Result<(), kube::Error> {
     }
 }
 
+/// Sets the `Ready` condition, and records that `adoption`'s generation was acted on.
 fn set_ready(status: &mut VMAdoptionStatus, adoption: &VMAdoption, value: &str, reason: &str, message: &str) {
+    status.observed_generation = adoption.metadata.generation;
     let previous = status.conditions.iter().find(|c| c.type_ == "Ready");
     let since = match previous {
         Some(c) if c.status == value => c.last_transition_time.clone(),
