@@ -43,7 +43,8 @@ pub struct Args {
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
 
-    /// This replica's identity in the Lease; defaults to a random one.
+    /// This replica's identity in the Lease; defaults to `$HOSTNAME`, else a name made from
+    /// the process id.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
