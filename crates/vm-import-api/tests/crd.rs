@@ -83,8 +83,8 @@ fn only_stop_vm_may_change_after_creation() {
         let mut changed = full.clone();
         changed[field] = value;
         assert!(!update_allowed(full.clone(), changed), "{field} changed");
-        let mut removed = full.clone();
         if field != "vmName" {
+            let mut removed = full.clone();
             removed.as_object_mut().unwrap().remove(field);
             assert!(!update_allowed(full.clone(), removed), "{field} removed");
         }
