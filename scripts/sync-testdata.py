@@ -28,6 +28,7 @@ for release, folder in (("forklift-v2.12.5", "crds/forklift/v2.12.5"), ("forklif
         OUTPUTS[f"crds/{release}/{plural}.json"] = (f"{folder}/forklift.konveyor.io_{plural}.yaml", "v1beta1")
 OUTPUTS["crds/helmreleases.json"] = ("crds/helm-controller/helm.toolkit.fluxcd.io_helmreleases.yaml", "v2")
 OUTPUTS["crds/virtualmachines.json"] = ("crds/kubevirt/kubevirt.io_virtualmachines.yaml", "v1")
+OUTPUTS["crds/virtualmachineinstances.json"] = ("crds/kubevirt/kubevirt.io_virtualmachineinstances.yaml", "v1")
 OUTPUTS["crds/datavolumes.json"] = ("crds/cdi/cdi.kubevirt.io_datavolumes.yaml", "v1beta1")
 OUTPUTS["cozystack/vm-instance.values.schema.json"] = ("cozystack/vm-instance/values.schema.json", None)
 OUTPUTS["cozystack/vm-disk.values.schema.json"] = ("cozystack/vm-disk/values.schema.json", None)

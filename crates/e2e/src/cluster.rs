@@ -62,8 +62,9 @@ pub fn dynamic(client: &Client, api_version: &str, kind: &str, plural: &str, nam
 }
 
 /// The CRDs the tests need, from `testdata/crds`: plural file, listKind-free names.
-const CRDS: [&str; 6] = [
+const CRDS: [&str; 7] = [
     "crds/virtualmachines.json",
+    "crds/virtualmachineinstances.json",
     "crds/forklift-v2.12.5/plans.json",
     "crds/forklift-v2.12.5/providers.json",
     "crds/forklift-v2.12.5/migrations.json",

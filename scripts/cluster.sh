@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# A real, throw-away Kubernetes control plane on loopback: etcd (Debian's etcd-server),
+# kube-apiserver and kube-controller-manager (built by testenv/build.sh).
+#
+#   scripts/cluster.sh start          start it; prints the KUBECONFIG line to export
+#   scripts/cluster.sh stop           stop what start started (by pid) and delete its data
+#   scripts/cluster.sh env            print `export KUBECONFIG=…` for a running cluster
+#   scripts/cluster.sh down apiserver|etcd|controller-manager
+#                                     stop one process, keeping every byte of data
+#   scripts/cluster.sh up apiserver|etcd|controller-manager
+#                                     start it again on the same port and data
+#
+# Everything lives in one directory, $VM_IMPORT_CLUSTER_DIR (default .testenv/cluster
+# in the repository): PKI, etcd's data, logs, pids, ports and the kubeconfig. The
+# kubeconfig has two contexts: `admin` (client certificate, system:masters) and `token`
+# (a static bearer token of the same admin user, for tools that take a token).
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dir="${VM_IMPORT_CLUSTER_DIR:-$root/.testenv/cluster}"
+
+die() { echo "cluster.sh: $*" >&2; exit 1; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+alive() { [[ -f "$dir/$1.pid" ]] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
+
+port() { cat "$dir/ports/$1"; }
+
+pki() {
+  local p="$dir/pki"
+  mkdir -p "$p"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=vm-import-test-ca" \
+    -keyout "$p/ca.key" -out "$p/ca.crt" 2>/dev/null
+  # name, subject, extensions
+  cert() {
+    openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$p/$1.key" -out "$p/$1.csr" 2>/dev/null
+    printf '%s\n' "$3" >"$p/$1.ext"
+    openssl x509 -req -in "$p/$1.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial -days 2 \
+      -extfile "$p/$1.ext" -out "$p/$1.crt" 2>/dev/null
+    rm -f "$p/$1.csr" "$p/$1.ext"
+  }
+  cert apiserver "/CN=kube-apiserver" \
+    "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
+extendedKeyUsage=serverAuth"
+  cert admin "/O=system:masters/CN=vm-import-admin" "extendedKeyUsage=clientAuth"
+  cert controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
+  openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
+  # The token context's bearer token: random, never printed.
+  local token
+  token="$(openssl rand -hex 24)"
+  printf '%s,vm-import-admin,vm-import-admin,"system:masters"\n' "$token" >"$p/tokens.csv"
+  chmod 600 "$p"/*.key "$p/tokens.csv"
+}
+
+kubeconfigs() {
+  local p="$dir/pki" server="https://127.0.0.1:$(port apiserver)" token
+  token="$(cut -d, -f1 "$p/tokens.csv")"
+  cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: vm-import-test
+  cluster: {server: "$server", certificate-authority: "$p/ca.crt"}
+users:
+- name: admin
+  user: {client-certificate: "$p/admin.crt", client-key: "$p/admin.key"}
+- name: token
+  user: {token: "$token"}
+contexts:
+- name: admin
+  context: {cluster: vm-import-test, user: admin, namespace: default}
+- name: token
+  context: {cluster: vm-import-test, user: token, namespace: default}
+current-context: admin
+EOF
+  cat >"$dir/controller-manager.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: vm-import-test
+  cluster: {server: "$server", certificate-authority: "$p/ca.crt"}
+users:
+- name: kcm
+  user: {client-certificate: "$p/controller-manager.crt", client-key: "$p/controller-manager.key"}
+contexts:
+- name: kcm
+  context: {cluster: vm-import-test, user: kcm}
+current-context: kcm
+EOF
+  chmod 600 "$dir/kubeconfig" "$dir/controller-manager.kubeconfig"
+}
+
+launch() { # name, command...
+  local name="$1"
+  shift
+  alive "$name" && return
+  "$@" >>"$dir/logs/$name.log" 2>&1 &
+  echo $! >"$dir/$name.pid"
+}
+
+start_etcd() {
+  launch etcd etcd --name vm-import-test --data-dir "$dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$(port etcd)" --advertise-client-urls "http://127.0.0.1:$(port etcd)" \
+    --listen-peer-urls "http://127.0.0.1:$(port etcd-peer)" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$(port etcd-peer)" \
+    --initial-cluster "vm-import-test=http://127.0.0.1:$(port etcd-peer)" \
+    --listen-metrics-urls "" --log-level warn --logger zap
+}
+
+start_apiserver() {
+  local p="$dir/pki"
+  launch apiserver "$(cat "$dir/bin")/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$(port etcd)" \
+    --bind-address 127.0.0.1 --secure-port "$(port apiserver)" \
+    --advertise-address 127.0.0.1 --endpoint-reconciler-type none \
+    --tls-cert-file "$p/apiserver.crt" --tls-private-key-file "$p/apiserver.key" \
+    --client-ca-file "$p/ca.crt" --token-auth-file "$p/tokens.csv" \
+    --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$p/sa.pub" \
+    --service-account-signing-key-file "$p/sa.key" --api-audiences https://kubernetes.default.svc \
+    --service-cluster-ip-range 10.0.0.0/24 --authorization-mode RBAC \
+    --enable-priority-and-fairness=false --profiling=false --v 1
+}
+
+start_controller_manager() {
+  local p="$dir/pki"
+  launch controller-manager "$(cat "$dir/bin")/kube-controller-manager" \
+    --kubeconfig "$dir/controller-manager.kubeconfig" --secure-port 0 --leader-elect=false \
+    --use-service-account-credentials --root-ca-file "$p/ca.crt" \
+    --service-account-private-key-file "$p/sa.key" \
+    --cluster-signing-cert-file "$p/ca.crt" --cluster-signing-key-file "$p/ca.key" \
+    --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route' \
+    --concurrent-gc-syncs 20 --v 1
+}
+
+wait_ready() {
+  local p="$dir/pki" url="https://127.0.0.1:$(port apiserver)/readyz" limit="${1:-60}"
+  local deadline=$((SECONDS + limit))
+  until curl -sf --cacert "$p/ca.crt" --cert "$p/admin.crt" --key "$p/admin.key" "$url" >/dev/null 2>&1; do
+    alive apiserver || die "kube-apiserver exited; see $dir/logs/apiserver.log"
+    ((SECONDS < deadline)) || die "kube-apiserver not ready in ${limit} s; see $dir/logs/apiserver.log"
+    sleep 0.2
+  done
+}
+
+wait_etcd() {
+  local deadline=$((SECONDS + 30))
+  until curl -sf "http://127.0.0.1:$(port etcd)/health" >/dev/null 2>&1; do
+    alive etcd || die "etcd exited; see $dir/logs/etcd.log"
+    ((SECONDS < deadline)) || die "etcd not healthy in 30 s"
+    sleep 0.1
+  done
+}
+
+stop_one() {
+  local name="$1" pid
+  [[ -f "$dir/$name.pid" ]] || return 0
+  pid="$(cat "$dir/$name.pid")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/$name.pid"
+}
+
+cmd_start() {
+  alive apiserver && die "already running in $dir (scripts/cluster.sh stop first)"
+  command -v etcd >/dev/null || die "etcd is missing: apt-get install etcd-server (scripts/install-tools.sh does)"
+  local bin
+  bin="$("$root/testenv/build.sh")"
+  rm -rf "$dir"
+  mkdir -p "$dir/logs" "$dir/ports"
+  echo "$bin" >"$dir/bin"
+  for name in etcd etcd-peer apiserver; do free_port >"$dir/ports/$name"; done
+  pki
+  kubeconfigs
+  local started=$SECONDS
+  start_etcd
+  wait_etcd
+  start_apiserver
+  wait_ready 60
+  start_controller_manager
+  echo "control plane ready in $((SECONDS - started)) s: kube-apiserver $("$bin/kube-apiserver" --version | cut -d' ' -f2) on https://127.0.0.1:$(port apiserver)" >&2
+  cmd_env
+}
+
+cmd_stop() {
+  [[ -d "$dir" ]] || return 0
+  for name in controller-manager apiserver etcd; do stop_one "$name"; done
+  rm -rf "$dir"
+}
+
+cmd_env() {
+  [[ -f "$dir/kubeconfig" ]] || die "no cluster in $dir (scripts/cluster.sh start)"
+  echo "export KUBECONFIG=$dir/kubeconfig"
+}
+
+case "${1:-}" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  env) cmd_env ;;
+  down)
+    case "${2:-}" in
+      apiserver | etcd | controller-manager) stop_one "$2" ;;
+      *) die "down apiserver|etcd|controller-manager" ;;
+    esac
+    ;;
+  up)
+    case "${2:-}" in
+      etcd) start_etcd && wait_etcd ;;
+      apiserver) start_apiserver && wait_ready 60 ;;
+      controller-manager) start_controller_manager ;;
+      *) die "up apiserver|etcd|controller-manager" ;;
+    esac
+    ;;
+  *) die "usage: scripts/cluster.sh start|stop|env|down NAME|up NAME" ;;
+esac
