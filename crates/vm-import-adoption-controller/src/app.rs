@@ -28,6 +28,7 @@ use vm_import_api::VMAdoption;
 use vm_import_core::apps::Charts;
 
 use crate::{
+    backoff::{WatchBackoff, WatchHealth},
     cli::Args,
     controller::{self, RunConfig, WatchStream, Watches, Writers},
     full::{self, FullContext},
@@ -36,6 +37,7 @@ use crate::{
     metrics::Metrics,
     reconcile::{Context, VmMeta},
     resources::{Plan, Provider},
+    triggers::triggers,
 };
 
 /// Name under which the controller reports Events and identifies itself.
@@ -207,7 +209,7 @@ pub async fn run_controller(
         }
     });
 
-    let watches = api_watches(client);
+    let watches = api_watches(client, &metrics.watches);
     let writers = Writers {
         vms: vm_writer,
         records: record_writer,
@@ -241,7 +243,13 @@ pub async fn run_controller(
                 charts: charts.clone(),
                 recheck: Duration::from_secs(5),
             });
-            let adoptions = Controller::new(Api::<VMAdoption>::all(client.clone()), watcher::Config::default())
+            // Reflected here rather than by `Controller::new`, so that a relist's
+            // triggers wait for the complete store (see `triggers`).
+            let (store, writer) = reflector::store::<VMAdoption>();
+            let stream = watcher(Api::<VMAdoption>::all(client.clone()), watcher::Config::default())
+                .backoff(WatchBackoff::new("vmadoptions", metrics.watches.clone()))
+                .reflect(writer);
+            let adoptions = Controller::for_stream(triggers(stream, |_| None, false), store)
                 .with_config(kube::runtime::controller::Config::default().concurrency(4))
                 .graceful_shutdown_on(stop)
                 .run(full::reconcile, full::error_policy, full_ctx);
@@ -256,6 +264,7 @@ pub async fn run_controller(
 /// label on the server.
 pub fn api_watches(
     client: &Client,
+    health: &Arc<WatchHealth>,
 ) -> Watches<
     impl WatchStream<VmMeta> + use<>,
     impl WatchStream<Plan> + use<>,
@@ -269,14 +278,16 @@ pub fn api_watches(
             Api::<VmMeta>::all(client.clone()),
             watcher::Config::default().labels(FORKLIFT_VM_SELECTOR),
         )
-        .default_backoff(),
-        plans: watcher(Api::<Plan>::all(client.clone()), watcher::Config::default()).default_backoff(),
-        providers: watcher(Api::<Provider>::all(client.clone()), watcher::Config::default()).default_backoff(),
+        .backoff(WatchBackoff::new("virtualmachines", health.clone())),
+        plans: watcher(Api::<Plan>::all(client.clone()), watcher::Config::default())
+            .backoff(WatchBackoff::new("plans", health.clone())),
+        providers: watcher(Api::<Provider>::all(client.clone()), watcher::Config::default())
+            .backoff(WatchBackoff::new("providers", health.clone())),
         records: watcher(
             Api::<ConfigMap>::all(client.clone()),
             watcher::Config::default().labels(TRACKING_CONFIGMAP_SELECTOR),
         )
-        .default_backoff(),
+        .backoff(WatchBackoff::new("tracking_configmaps", health.clone())),
     }
 }
 

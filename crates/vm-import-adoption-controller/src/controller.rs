@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Resource,
     runtime::{
-        Controller, PredicateConfig, WatchStreamExt,
+        Controller, WatchStreamExt,
         controller::{self, Action},
         reflector::{ObjectRef, store::Writer},
         watcher,
@@ -33,6 +33,7 @@ use crate::{
     index::Indexed,
     reconcile::{Context, Error, VmMeta, error_policy, reconcile, record_key, vm_key},
     resources::{Plan, Provider},
+    triggers::triggers,
 };
 
 /// A watch stream of `K`, as `kube::runtime::watcher` produces one.
@@ -166,22 +167,17 @@ where
 {
     let vms = {
         let ctx = ctx.clone();
-        watches
+        let vms = watches
             .vms
             .modify(prune_vm)
             .reflect(writers.vms)
-            .inspect_ok(move |ev| observed(&ctx, ev, &ctx.vms_listed, vm_key))
-            .applied_objects()
-            .predicate_filter(vm_fingerprint, PredicateConfig::default())
+            .inspect_ok(move |ev| observed(&ctx, ev, &ctx.vms_listed, vm_key));
+        triggers(vms, vm_fingerprint, false)
     };
     let plans = {
         let index = ctx.plans.clone();
-        watches
-            .plans
-            .modify(prune)
-            .inspect_ok(move |ev| index.apply(ev))
-            .applied_objects()
-            .predicate_filter(plan_fingerprint, PredicateConfig::default())
+        let plans = watches.plans.modify(prune).inspect_ok(move |ev| index.apply(ev));
+        triggers(plans, plan_fingerprint, false)
     };
     let providers = {
         let index = ctx.providers.clone();
@@ -192,12 +188,12 @@ where
     };
     let records = {
         let ctx = ctx.clone();
-        watches
+        let records = watches
             .records
             .modify(prune)
             .reflect(writers.records)
-            .inspect_ok(move |ev| observed(&ctx, ev, &ctx.records_listed, record_key))
-            .touched_objects()
+            .inspect_ok(move |ev| observed(&ctx, ev, &ctx.records_listed, record_key));
+        triggers(records, |_| None, true)
     };
     let vm_store = ctx.vms.clone();
     Controller::for_stream(vms, ctx.vms.clone())

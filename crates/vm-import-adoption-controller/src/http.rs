@@ -1,5 +1,6 @@
 //! The HTTP server: `/metrics` (Prometheus text), `/healthz` (the process is serving)
-//! and `/readyz` (standing by for the Lease, or leading with complete caches).
+//! and `/readyz` (standing by for the Lease, or leading with complete caches; not ready
+//! while a watch has been failing for longer than its backoff cap).
 
 use std::sync::{
     Arc,
@@ -39,10 +40,14 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
+    let stalled = state.metrics.watches.stalled(crate::backoff::CAP);
+    if !stalled.is_empty() {
+        let body = format!("cannot watch the cluster: {} failing", stalled.join(", "));
+        (StatusCode::SERVICE_UNAVAILABLE, body)
+    } else if state.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced".to_owned())
     }
 }
 

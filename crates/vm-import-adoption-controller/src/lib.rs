@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod backoff;
 pub mod cli;
 pub mod controller;
 pub mod events;
@@ -21,4 +22,5 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod resources;
+pub mod triggers;
 pub mod writes;

@@ -1,13 +1,15 @@
 //! Prometheus metrics: what the controller decided, how long it took, and every API
 //! write it issued, so that write amplification can be measured from `/metrics`.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
+
+use crate::backoff::WatchHealth;
 
 /// Outcome of one reconcile.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -101,6 +103,20 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatchLabel {
+    watch: &'static str,
+}
+
+/// The names of the controller's watches, as metrics and logs show them.
+pub const WATCHES: [&str; 5] = [
+    "virtualmachines",
+    "plans",
+    "providers",
+    "tracking_configmaps",
+    "vmadoptions",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WriteLabel {
     kind: &'static str,
     outcome: &'static str,
@@ -117,6 +133,9 @@ pub struct Metrics {
     leader: Gauge,
     rss: Gauge,
     peak_rss: Gauge,
+    watch_failing: Family<WatchLabel, Gauge>,
+    /// How long each watch has been failing.
+    pub watches: Arc<WatchHealth>,
 }
 
 impl Default for Metrics {
@@ -130,6 +149,7 @@ impl Default for Metrics {
         let leader = Gauge::default();
         let rss = Gauge::default();
         let peak_rss = Gauge::default();
+        let watch_failing = Family::<WatchLabel, Gauge>::default();
         registry.register(
             "reconciles",
             "Reconciles of imported VMs, by result",
@@ -162,6 +182,11 @@ impl Default for Metrics {
             "Peak resident memory of this process (Linux)",
             peak_rss.clone(),
         );
+        registry.register(
+            "watch_failing",
+            "1 while a watch fails (it retries with backoff), by watch",
+            watch_failing.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -172,6 +197,8 @@ impl Default for Metrics {
             leader,
             rss,
             peak_rss,
+            watch_failing,
+            watches: Arc::default(),
         }
     }
 }
@@ -230,6 +257,11 @@ impl Metrics {
             let as_gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             self.rss.set(rss.map_or(0, as_gauge));
             self.peak_rss.set(peak.map_or(0, as_gauge));
+        }
+        for watch in WATCHES {
+            self.watch_failing
+                .get_or_create(&WatchLabel { watch })
+                .set(i64::from(self.watches.is_failing(watch)));
         }
         let mut out = String::new();
         // Writing into a String cannot fail.

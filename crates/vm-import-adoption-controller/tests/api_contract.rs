@@ -383,7 +383,7 @@ async fn adopted_vm_whose_plan_is_gone_is_left_alone() {
 #[tokio::test]
 async fn production_watches_list_each_kind_once_server_side_filtered_and_vms_metadata_only() {
     let (client, api) = MockApi::start();
-    let watches = vm_import_adoption_controller::app::api_watches(&client);
+    let watches = vm_import_adoption_controller::app::api_watches(&client, &Default::default());
     // Each watch starts with one LIST; the mock answers 404, which the watch reports.
     async fn first_error<K, S: futures::Stream<Item = Result<K, kube::runtime::watcher::Error>>>(s: S) {
         let mut s = std::pin::pin!(s);
