@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use vm_import_api::{Condition, DiskStatus, Phase, VMAdoption, VMAdoptionSpec, VMAdoptionStatus};
 use vm_import_core::{
     apps::{self, Charts, ClaimSpec},
-    handoff::{self, ClaimState, DataVolumeState, DiskPlan, HandoffPlan, ObservedDisk, OldVm, PvState, Step},
+    handoff::{self, ClaimState, DataVolumeState, DiskPlan, HandoffPlan, ObservedDisk, PowerFacts, PvState, Step},
     instance::{ClaimFacts, InstanceRequest, map_vm},
     preflight::{self, Invalid, Target},
 };
@@ -425,10 +425,8 @@ async fn observe(
     // The VM being adopted, and only that one: a VM re-created under its name is not it.
     let old_vm = match get(&apis.vms, vm_name).await? {
         Some(vm) if vm.metadata.uid.as_deref() == vm_uid => {
-            let spec = &vm.data["spec"];
-            let halted = spec["runStrategy"] == "Halted" || spec["running"] == false;
-            let stopped = get(&apis.vmis, vm_name).await?.is_none();
-            Some(OldVm { stopped, halted })
+            let vmi_exists = get(&apis.vmis, vm_name).await?.is_some();
+            Some(power_facts(&vm.data, vmi_exists).old_vm())
         }
         _ => None,
     };
@@ -476,6 +474,24 @@ async fn observe(
         },
         pvs,
     })
+}
+
+/// The power facts of a VM (its JSON), given whether its instance exists.
+pub fn power_facts(vm: &Value, vmi_exists: bool) -> PowerFacts {
+    let status = &vm["status"];
+    let start_requested = status["stateChangeRequests"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r["action"] == "Start"));
+    let starting = matches!(
+        status["printableStatus"].as_str(),
+        Some("Starting" | "Provisioning" | "WaitingForVolumeBinding")
+    );
+    PowerFacts {
+        run_strategy: vm["spec"]["runStrategy"].as_str().map(str::to_owned),
+        running: vm["spec"]["running"].as_bool(),
+        vmi_exists,
+        starting: start_requested || starting,
+    }
 }
 
 /// Performs `step`: exactly one write.

@@ -118,10 +118,58 @@ pub struct ObservedDisk {
     pub disk_release: bool,
 }
 
+/// What decides whether a VM may be running: its run strategy and its instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PowerFacts {
+    /// `spec.runStrategy`, when set.
+    pub run_strategy: Option<String>,
+    /// The deprecated `spec.running`, when set.
+    pub running: Option<bool>,
+    /// Whether a VirtualMachineInstance of the VM exists.
+    pub vmi_exists: bool,
+    /// Whether a start is under way: a pending `Start` in `status.stateChangeRequests`,
+    /// or `status.printableStatus` `Starting`/`Provisioning`/`WaitingForVolumeBinding`.
+    pub starting: bool,
+}
+
+impl PowerFacts {
+    /// Whether the run strategy guarantees that KubeVirt starts no instance: `Halted`,
+    /// or the deprecated `running: false` without a run strategy.
+    pub fn halted(&self) -> bool {
+        match self.run_strategy.as_deref() {
+            Some(strategy) => strategy == "Halted",
+            None => self.running == Some(false),
+        }
+    }
+
+    /// Whether the VM counts as stopped, so that its disks may move. Under `Always` and
+    /// `RerunOnFailure` (and an unknown or missing strategy) KubeVirt may create an
+    /// instance at any moment, so such a VM is running even while none exists. Only a
+    /// `Halted` VM without an instance is stopped, or a `Manual`/`Once` VM with no
+    /// instance and no start under way.
+    pub fn stopped(&self) -> bool {
+        if self.vmi_exists {
+            return false;
+        }
+        if self.halted() {
+            return true;
+        }
+        matches!(self.run_strategy.as_deref(), Some("Manual" | "Once")) && !self.starting
+    }
+
+    /// The handoff's view of the VM.
+    pub fn old_vm(&self) -> OldVm {
+        OldVm {
+            stopped: self.stopped(),
+            halted: self.halted(),
+        }
+    }
+}
+
 /// The source VM as observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OldVm {
-    /// Whether it is stopped: no VirtualMachineInstance runs for it.
+    /// Whether it is stopped, as [`PowerFacts::stopped`] decides.
     pub stopped: bool,
     /// Whether its run strategy is already `Halted`.
     pub halted: bool,
@@ -380,6 +428,60 @@ fn disk_step(i: usize, planned: &DiskPlan, seen: &ObservedDisk) -> Option<Step> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_vm_that_cannot_start_counts_as_stopped() {
+        // (runStrategy, running, instance exists, start under way) => stopped, halted
+        let table: [(Option<&str>, Option<bool>, bool, bool, bool, bool); 16] = [
+            (Some("Halted"), None, false, false, true, true),
+            (Some("Halted"), None, true, false, false, true),
+            (Some("Always"), None, false, false, false, false),
+            (Some("Always"), None, true, false, false, false),
+            (Some("RerunOnFailure"), None, false, false, false, false),
+            (Some("RerunOnFailure"), None, true, false, false, false),
+            (Some("Manual"), None, false, false, true, false),
+            (Some("Manual"), None, false, true, false, false),
+            (Some("Manual"), None, true, false, false, false),
+            (Some("Once"), None, false, false, true, false),
+            (Some("Once"), None, false, true, false, false),
+            (Some("Once"), None, true, false, false, false),
+            (Some("Sometimes"), None, false, false, false, false),
+            (None, Some(false), false, false, true, true),
+            (None, Some(true), false, false, false, false),
+            (None, None, false, false, false, false),
+        ];
+        for (strategy, running, vmi, starting, stopped, halted) in table {
+            let facts = PowerFacts {
+                run_strategy: strategy.map(str::to_owned),
+                running,
+                vmi_exists: vmi,
+                starting,
+            };
+            assert_eq!(facts.stopped(), stopped, "{facts:?}");
+            assert_eq!(facts.halted(), halted, "{facts:?}");
+        }
+    }
+
+    #[test]
+    fn an_always_vm_without_an_instance_is_stopped_first_or_waited_for() {
+        let plan = HandoffPlan {
+            disks: Vec::new(),
+            instance_release: "vm-instance-web".into(),
+            run_strategy: "Always".into(),
+            stop_vm: false,
+        };
+        let always = PowerFacts {
+            run_strategy: Some("Always".into()),
+            ..PowerFacts::default()
+        };
+        let observed = Observed {
+            old_vm: Some(always.old_vm()),
+            ..Observed::default()
+        };
+        assert_eq!(next_step(&plan, &observed), Step::WaitForStop);
+        let allowed = HandoffPlan { stop_vm: true, ..plan };
+        assert_eq!(next_step(&allowed, &observed), Step::StopVm);
+    }
 
     /// A stand-in for the cluster: the API server applying each step's write, and the
     /// controllers (KubeVirt, the PV binder, the garbage collector, helm-controller)
