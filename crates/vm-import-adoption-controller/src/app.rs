@@ -7,7 +7,7 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api, Client,
@@ -246,10 +246,14 @@ pub async fn run_controller(
             // Reflected here rather than by `Controller::new`, so that a relist's
             // triggers wait for the complete store (see `triggers`).
             let (store, writer) = reflector::store::<VMAdoption>();
-            let stream = watcher(Api::<VMAdoption>::all(client.clone()), watcher::Config::default())
-                .backoff(WatchBackoff::new("vmadoptions", metrics.watches.clone()))
-                .reflect(writer);
-            let adoptions = Controller::for_stream(triggers(stream, |_| None, false), store)
+            let stream = resilient(
+                Api::<VMAdoption>::all(client.clone()),
+                watcher::Config::default(),
+                "vmadoptions",
+                &metrics.watches,
+            )
+            .reflect(writer);
+            let adoptions = Controller::for_stream(triggers("vmadoptions", stream, |_| None, false), store)
                 .with_config(kube::runtime::controller::Config::default().concurrency(4))
                 .graceful_shutdown_on(stop)
                 .run(full::reconcile, full::error_policy, full_ctx);
@@ -260,8 +264,8 @@ pub async fn run_controller(
 }
 
 /// The four cluster-wide watches, as the API server serves them: one LIST then one WATCH
-/// each, restarted with backoff on failure. VMs and tracking ConfigMaps are selected by
-/// label on the server.
+/// each, each restarted on its own [`WatchBackoff`] on failure. VMs and tracking
+/// ConfigMaps are selected by label on the server.
 pub fn api_watches(
     client: &Client,
     health: &Arc<WatchHealth>,
@@ -274,21 +278,48 @@ pub fn api_watches(
     Watches {
         // `Api<PartialObjectMeta<_>>` makes metadata-only requests: the API server sends
         // PartialObjectMetadata, never a VM's spec or status.
-        vms: watcher(
+        vms: resilient(
             Api::<VmMeta>::all(client.clone()),
             watcher::Config::default().labels(FORKLIFT_VM_SELECTOR),
-        )
-        .backoff(WatchBackoff::new("virtualmachines", health.clone())),
-        plans: watcher(Api::<Plan>::all(client.clone()), watcher::Config::default())
-            .backoff(WatchBackoff::new("plans", health.clone())),
-        providers: watcher(Api::<Provider>::all(client.clone()), watcher::Config::default())
-            .backoff(WatchBackoff::new("providers", health.clone())),
-        records: watcher(
+            "virtualmachines",
+            health,
+        ),
+        plans: resilient(Api::all(client.clone()), watcher::Config::default(), "plans", health),
+        providers: resilient(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            "providers",
+            health,
+        ),
+        records: resilient(
             Api::<ConfigMap>::all(client.clone()),
             watcher::Config::default().labels(TRACKING_CONFIGMAP_SELECTOR),
-        )
-        .backoff(WatchBackoff::new("tracking_configmaps", health.clone())),
+            "tracking_configmaps",
+            health,
+        ),
     }
+}
+
+/// A watch of `api` that retries on its own backoff. A `410 Gone` ("too old resource
+/// version", as every watch gets from a restarted API server) is not a failure: the
+/// watcher relists at once, and the backoff is not lengthened for it.
+pub fn resilient<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    name: &'static str,
+    health: &Arc<WatchHealth>,
+) -> impl WatchStream<K> + use<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, config)
+        .filter(|event| futures::future::ready(!is_gone(event)))
+        .backoff(WatchBackoff::new(name, health.clone()))
+}
+
+/// Whether a watch event is the API server's `410 Gone`.
+pub fn is_gone<K>(event: &Result<watcher::Event<K>, watcher::Error>) -> bool {
+    matches!(event, Err(watcher::Error::WatchError(status)) if status.code == 410)
 }
 
 /// Whether the API server serves VMAdoptions. A discovery error other than "not found"
@@ -307,7 +338,6 @@ where
     S: futures::Stream<Item = Result<T, E>>,
     E: std::fmt::Display,
 {
-    use futures::StreamExt;
     stream
         .for_each(|result| {
             if let Err(e) = result {

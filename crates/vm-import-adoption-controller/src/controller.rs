@@ -172,19 +172,17 @@ where
             .modify(prune_vm)
             .reflect(writers.vms)
             .inspect_ok(move |ev| observed(&ctx, ev, &ctx.vms_listed, vm_key));
-        triggers(vms, vm_fingerprint, false)
+        triggers("virtualmachines", vms, vm_fingerprint, false)
     };
     let plans = {
         let index = ctx.plans.clone();
         let plans = watches.plans.modify(prune).inspect_ok(move |ev| index.apply(ev));
-        triggers(plans, plan_fingerprint, false)
+        triggers("plans", plans, plan_fingerprint, false)
     };
     let providers = {
         let index = ctx.providers.clone();
-        watches
-            .providers
-            .inspect_ok(move |ev| index.apply(ev))
-            .applied_objects()
+        let providers = watches.providers.inspect_ok(move |ev| index.apply(ev));
+        triggers("providers", providers, |_| None, false)
     };
     let records = {
         let ctx = ctx.clone();
@@ -193,7 +191,7 @@ where
             .modify(prune)
             .reflect(writers.records)
             .inspect_ok(move |ev| observed(&ctx, ev, &ctx.records_listed, record_key));
-        triggers(records, |_| None, true)
+        triggers("tracking_configmaps", records, |_| None, true)
     };
     let vm_store = ctx.vms.clone();
     Controller::for_stream(vms, ctx.vms.clone())
@@ -206,8 +204,8 @@ where
 }
 
 /// Drains the controller's output stream. Reconcile failures are logged by
-/// [`error_policy`]; a failed watch is logged here as a warning (the watch retries by
-/// itself with backoff, so a lost API server shows up once per retry, not once per VM).
+/// [`error_policy`], failed watches by [`triggers`], which keeps them from the
+/// controller; anything else is logged here.
 pub async fn drain<S, T>(stream: S)
 where
     S: Stream<Item = Result<T, controller::Error<Error, watcher::Error>>>,
@@ -215,9 +213,7 @@ where
     stream
         .for_each(|result| {
             match result {
-                Err(controller::Error::QueueError(e)) => {
-                    tracing::warn!(error = %e, "watch failed; retrying with backoff");
-                }
+                Err(controller::Error::QueueError(e)) => tracing::warn!(error = %e, "watch failed"),
                 Err(e) => tracing::debug!(error = %e, "controller stream"),
                 Ok(_) => {}
             }

@@ -8,6 +8,11 @@
 //! right after `InitDone`: the store then holds the complete new list, and every object
 //! in it is reconciled, whether or not it changed. Outside relists an object triggers a
 //! reconcile only when its fingerprint changes.
+//!
+//! Watch errors are logged here and never reach the controller: kube's controller backs
+//! off its whole merged trigger stream on any error (up to 30 s and more), which would
+//! stall every watch for one watch's failure. Each watch retries on its own backoff
+//! (see `backoff`).
 
 use std::{collections::HashMap, hash::Hash};
 
@@ -75,14 +80,20 @@ where
     }
 }
 
-/// The reconcile triggers of a reflected watch `stream`: applied objects whose
-/// fingerprint changed, deleted objects when `deletes`, and after each (re)list every
-/// listed object, once the list is complete. Watch errors pass through.
-pub fn triggers<K, E, S>(stream: S, fingerprint: Fingerprint<K>, deletes: bool) -> impl Stream<Item = Result<K, E>>
+/// The reconcile triggers of the reflected watch `stream` named `watch`: applied objects
+/// whose fingerprint changed, deleted objects when `deletes`, and after each (re)list
+/// every listed object, once the list is complete. Watch errors are logged, not passed
+/// on.
+pub fn triggers<K, E, S>(
+    watch: &'static str,
+    stream: S,
+    fingerprint: Fingerprint<K>,
+    deletes: bool,
+) -> impl Stream<Item = Result<K, E>>
 where
     K: Resource + Send + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send,
-    E: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
     S: Stream<Item = Result<watcher::Event<K>, E>>,
 {
     let state = State {
@@ -93,7 +104,10 @@ where
         .scan(state, move |state, event| {
             let out: Vec<Result<K, E>> = match event {
                 Ok(event) => step(state, event, fingerprint, deletes).into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(e)],
+                Err(e) => {
+                    tracing::warn!(watch, error = %e, "watch failed; retrying with backoff");
+                    Vec::new()
+                }
             };
             future::ready(Some(stream::iter(out)))
         })
@@ -177,14 +191,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn errors_pass_through_in_order() {
+    async fn errors_stop_here() {
         use watcher::Event::*;
         let events: Vec<Result<watcher::Event<ConfigMap>, &str>> =
             vec![Ok(Init), Ok(InitApply(cm("a", "1"))), Err("expired"), Ok(InitDone)];
-        let out: Vec<Result<String, &str>> = triggers(stream::iter(events), by_data, false)
+        let out: Vec<Result<String, &str>> = triggers("configmaps", stream::iter(events), by_data, false)
             .map(|r| r.map(|o| o.metadata.name.unwrap_or_default()))
             .collect()
             .await;
-        assert_eq!(out, vec![Err("expired"), Ok("a".to_owned())]);
+        assert_eq!(out, vec![Ok("a".to_owned())]);
     }
 }
