@@ -5,9 +5,16 @@
 //! - [`objects`]: objects shaped exactly like Forklift's output, and the Plan as the
 //!   `vm-import` chart renders it;
 //! - [`cluster`]: the opt-in gate, CRD installation and waiting helpers;
-//! - [`harness`]: the real controller, run in-process.
+//! - [`handoff`]: a full adoption's world, and its data-safety checks;
+//! - [`harness`]: the real controller, run in-process;
+//! - [`process`]: the controller as a process, its metrics, and the control plane's
+//!   processes (for the fault tests);
+//! - [`tenant`]: a test namespace holding what Forklift would create.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod handoff;
 pub mod harness;
 pub mod objects;
+pub mod process;
+pub mod tenant;

@@ -11,101 +11,17 @@
 //! run a Forklift controller: it would overwrite the Plan statuses these tests set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
 use kube::{
-    Api, Client,
-    api::{DeleteParams, DynamicObject, ListParams},
+    Api,
+    api::{DeleteParams, ListParams},
 };
-use serde_json::Value;
 use vm_import_adoption_controller::metrics::Write;
-use vm_import_e2e::{cluster, harness, objects};
+use vm_import_e2e::{cluster, harness, objects, tenant::Tenant};
 
-struct Env {
-    client: Client,
-    ns: String,
-    vms: Api<DynamicObject>,
-    plans: Api<DynamicObject>,
-    providers: Api<DynamicObject>,
-    configmaps: Api<ConfigMap>,
-    pvcs: Api<PersistentVolumeClaim>,
-}
-
-async fn env(prefix: &str) -> Env {
-    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
-    let testdata = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
-    cluster::ensure_crds(&client, &testdata).await.unwrap();
-    let ns = cluster::namespace(&client, prefix).await.unwrap();
-    Env {
-        vms: cluster::dynamic(&client, "kubevirt.io/v1", "VirtualMachine", "virtualmachines", &ns),
-        plans: cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Plan", "plans", &ns),
-        providers: cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Provider", "providers", &ns),
-        configmaps: Api::namespaced(client.clone(), &ns),
-        pvcs: Api::namespaced(client.clone(), &ns),
-        client,
-        ns,
-    }
-}
-
-impl Env {
-    /// An import of `ids` whose VMs exist with Forklift's labels and own one PVC each.
-    async fn import(&self, plan_name: &str, ids: &[&str], v2_12: bool, adoption: bool) -> String {
-        let ids: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
-        cluster::create(&self.providers, objects::provider("vcenter", &self.ns))
-            .await
-            .ok();
-        let plan = cluster::create(
-            &self.plans,
-            objects::plan(plan_name, &self.ns, "vcenter", &ids, adoption),
-        )
-        .await
-        .unwrap();
-        let uid = plan.metadata.uid.unwrap();
-        cluster::set_plan_status(&self.plans, plan_name, objects::plan_status(&ids, &[]))
-            .await
-            .unwrap();
-        for id in &ids {
-            let labels = objects::forklift_labels(&uid, plan_name, &self.ns, id, v2_12);
-            let vm = cluster::create(&self.vms, objects::vm(id, labels.clone()))
-                .await
-                .unwrap();
-            let pvcs = cluster::dynamic(
-                &self.client,
-                "v1",
-                "PersistentVolumeClaim",
-                "persistentvolumeclaims",
-                &self.ns,
-            );
-            cluster::create(&pvcs, objects::pvc(id, vm.metadata.uid.as_deref().unwrap(), labels))
-                .await
-                .unwrap();
-        }
-        uid
-    }
-
-    async fn labels(&self, vm: &str) -> Value {
-        let vm = self.vms.get(vm).await.unwrap();
-        serde_json::to_value(vm.metadata.labels.unwrap_or_default()).unwrap()
-    }
-
-    async fn wait_adopted(&self, vm: &str, limit: Duration) -> Duration {
-        let started = Instant::now();
-        cluster::wait_for(&format!("{vm} adopted"), limit, || async {
-            let vm = self.vms.get(vm).await.ok()?;
-            (vm.metadata.labels?.get("cozystack.io/adopted")? == "true").then_some(())
-        })
-        .await
-        .unwrap();
-        started.elapsed()
-    }
-
-    async fn cleanup(self) {
-        cluster::delete_namespace(&self.client, &self.ns).await.unwrap();
-    }
+async fn env(prefix: &str) -> Tenant {
+    Tenant::new(prefix).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
@@ -114,8 +30,9 @@ async fn eligible_vms_are_adopted_within_a_second_and_ineligible_ones_never_touc
     let env = env("vm-import-e2e-adopt").await;
     let controller = harness::start(&env.client, None);
     env.import("import-a", &["vm-211", "vm-212", "vm-pending"], false, true)
-        .await;
-    env.import("import-b", &["vm-999"], true, false).await;
+        .await
+        .unwrap();
+    env.import("import-b", &["vm-999"], true, false).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         controller.writes(),
@@ -134,13 +51,13 @@ async fn eligible_vms_are_adopted_within_a_second_and_ineligible_ones_never_touc
     cluster::set_plan_status(&env.plans, "import-b", objects::plan_status(&[], &["vm-999".into()]))
         .await
         .unwrap();
-    env.wait_adopted("vm-211", Duration::from_secs(5)).await;
-    env.wait_adopted("vm-212", Duration::from_secs(5)).await;
+    env.wait_adopted("vm-211", Duration::from_secs(5)).await.unwrap();
+    env.wait_adopted("vm-212", Duration::from_secs(5)).await.unwrap();
     let elapsed = flip.elapsed();
     println!("time from Plan success to both VMs adopted: {elapsed:?}");
     assert!(elapsed <= Duration::from_secs(1), "adopted in {elapsed:?}");
 
-    let labels = env.labels("vm-211").await;
+    let labels = env.labels("vm-211").await.unwrap();
     assert_eq!(labels["cozystack.io/adopted"], "true");
     assert_eq!(labels["cozystack.io/source"], "vm-import");
     assert_eq!(labels["cozystack.io/original-plan"], "import-a");
@@ -162,7 +79,7 @@ async fn eligible_vms_are_adopted_within_a_second_and_ineligible_ones_never_touc
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     for untouched in ["vm-pending", "vm-999"] {
-        let labels = env.labels(untouched).await;
+        let labels = env.labels(untouched).await.unwrap();
         assert!(labels.get("cozystack.io/adopted").is_none(), "{untouched}: {labels}");
         assert!(
             env.configmaps
@@ -175,7 +92,7 @@ async fn eligible_vms_are_adopted_within_a_second_and_ineligible_ones_never_touc
     let writes = controller.writes();
     assert_eq!(writes, 4, "two writes per adoption");
     controller.stop().await;
-    env.cleanup().await;
+    env.cleanup().await.unwrap();
 }
 
 #[tokio::test]
@@ -183,7 +100,7 @@ async fn eligible_vms_are_adopted_within_a_second_and_ineligible_ones_never_touc
 async fn restarts_make_no_writes() {
     let env = env("vm-import-e2e-restart").await;
     let controller = harness::start(&env.client, None);
-    env.import("import-r", &["vm-1", "vm-2"], true, true).await;
+    env.import("import-r", &["vm-1", "vm-2"], true, true).await.unwrap();
     cluster::set_plan_status(
         &env.plans,
         "import-r",
@@ -191,12 +108,12 @@ async fn restarts_make_no_writes() {
     )
     .await
     .unwrap();
-    env.wait_adopted("vm-1", Duration::from_secs(5)).await;
-    env.wait_adopted("vm-2", Duration::from_secs(5)).await;
+    env.wait_adopted("vm-1", Duration::from_secs(5)).await.unwrap();
+    env.wait_adopted("vm-2", Duration::from_secs(5)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     controller.stop().await;
 
-    let versions = |env: &Env| {
+    let versions = |env: &Tenant| {
         let (vms, cms) = (env.vms.clone(), env.configmaps.clone());
         async move {
             let mut out = Vec::new();
@@ -226,7 +143,7 @@ async fn restarts_make_no_writes() {
         assert_eq!(metrics.writes_ok(Write::Event), 0);
     }
     assert_eq!(versions(&env).await, before, "nothing changed across restarts");
-    env.cleanup().await;
+    env.cleanup().await.unwrap();
 }
 
 #[tokio::test]
@@ -234,11 +151,11 @@ async fn restarts_make_no_writes() {
 async fn deleting_the_import_keeps_vm_disks_and_record() {
     let env = env("vm-import-e2e-delete").await;
     let controller = harness::start(&env.client, None);
-    env.import("import-d", &["vm-1"], true, true).await;
+    env.import("import-d", &["vm-1"], true, true).await.unwrap();
     cluster::set_plan_status(&env.plans, "import-d", objects::plan_status(&[], &["vm-1".into()]))
         .await
         .unwrap();
-    env.wait_adopted("vm-1", Duration::from_secs(5)).await;
+    env.wait_adopted("vm-1", Duration::from_secs(5)).await.unwrap();
 
     env.plans.delete("import-d", &DeleteParams::default()).await.unwrap();
     env.providers.delete("vcenter", &DeleteParams::default()).await.unwrap();
@@ -248,7 +165,7 @@ async fn deleting_the_import_keeps_vm_disks_and_record() {
     let record = env.configmaps.get_opt("vm-adopted-vm-1").await.unwrap();
     assert!(record.is_some(), "record kept");
     assert_eq!(
-        env.labels("vm-1").await["cozystack.io/adopted"],
+        env.labels("vm-1").await.unwrap()["cozystack.io/adopted"],
         "true",
         "adoption is one-way"
     );
@@ -266,7 +183,7 @@ async fn deleting_the_import_keeps_vm_disks_and_record() {
     .await
     .unwrap();
     controller.stop().await;
-    env.cleanup().await;
+    env.cleanup().await.unwrap();
 }
 
 #[tokio::test]
@@ -274,7 +191,7 @@ async fn deleting_the_import_keeps_vm_disks_and_record() {
 async fn vm_outside_the_target_namespace_is_refused_with_a_warning() {
     let env = env("vm-import-e2e-tenant").await;
     let controller = harness::start(&env.client, None);
-    let uid = env.import("import-t", &["vm-1"], false, true).await;
+    let uid = env.import("import-t", &["vm-1"], false, true).await.unwrap();
     // A VM in another namespace that claims the same Plan.
     let other = cluster::namespace(&env.client, "vm-import-e2e-intruder").await.unwrap();
     let other_vms = cluster::dynamic(
@@ -296,7 +213,7 @@ async fn vm_outside_the_target_namespace_is_refused_with_a_warning() {
     cluster::set_plan_status(&env.plans, "import-t", objects::plan_status(&[], &["vm-1".into()]))
         .await
         .unwrap();
-    env.wait_adopted("vm-1", Duration::from_secs(5)).await;
+    env.wait_adopted("vm-1", Duration::from_secs(5)).await.unwrap();
 
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), &other);
     let warning = cluster::wait_for("Warning Event on the intruder", Duration::from_secs(10), || async {
@@ -315,7 +232,7 @@ async fn vm_outside_the_target_namespace_is_refused_with_a_warning() {
     assert!(!intruder.metadata.labels.unwrap().contains_key("cozystack.io/adopted"));
     controller.stop().await;
     cluster::delete_namespace(&env.client, &other).await.unwrap();
-    env.cleanup().await;
+    env.cleanup().await.unwrap();
 }
 
 #[tokio::test]

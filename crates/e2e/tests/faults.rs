@@ -1,0 +1,231 @@
+//! Faults on the project's own control plane (`scripts/cluster.sh`, `make e2e`): the API
+//! server and etcd stopped and started again with their data kept, two controller
+//! replicas with the leader SIGKILLed, and a SIGKILL of the controller after every
+//! write of a full adoption's handoff. The controller runs as a real process here
+//! (`VM_IMPORT_CONTROLLER_BIN`, default the workspace's debug build).
+//!
+//! Opt-in like the rest of this crate, and they also need `VM_IMPORT_CLUSTER_DIR`: they
+//! stop and start that control plane's processes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use vm_import_api::Phase;
+use vm_import_e2e::{
+    cluster,
+    handoff::World,
+    process::{Controller, Options, cluster_script},
+    tenant::Tenant,
+};
+
+async fn tenant(prefix: &str) -> Tenant {
+    Tenant::new(prefix).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+fn refs(ids: &[String]) -> Vec<&str> {
+    ids.iter().map(String::as_str).collect()
+}
+
+async fn started(options: &Options) -> Controller {
+    let controller = Controller::spawn(options).await.unwrap_or_else(|e| panic!("{e}"));
+    controller.wait_ready(Duration::from_secs(30)).await.unwrap();
+    controller
+}
+
+/// Imports `n` VMs under Plan `plan`, marks them all migrated, and returns how long it
+/// took from the success until every one was adopted.
+async fn import_and_adopt(t: &Tenant, plan: &str, n: usize, limit: Duration) -> (Duration, Duration) {
+    let vms = ids(plan, n);
+    t.import(plan, &refs(&vms), true, true).await.unwrap();
+    let flipped = Instant::now();
+    t.succeed(plan, &refs(&vms)).await.unwrap();
+    let first = t.wait_adopted(&vms[0], limit).await.unwrap();
+    cluster::wait_for(&format!("{n} VMs of {plan} adopted"), limit, || async {
+        let adopted = t.adopted().await.ok()?;
+        // Earlier imports of the namespace count too: wait for these ones.
+        let mut all = true;
+        for vm in [&vms[0], &vms[n - 1]] {
+            all &= t.labels(vm).await.ok()?.get("cozystack.io/adopted").is_some();
+        }
+        (all && adopted >= n).then_some(())
+    })
+    .await
+    .unwrap();
+    for vm in &vms {
+        assert_eq!(t.labels(vm).await.unwrap()["cozystack.io/adopted"], "true", "{vm}");
+    }
+    (first, flipped.elapsed())
+}
+
+#[tokio::test]
+#[ignore = "needs the project's control plane: make e2e"]
+async fn an_api_server_restart_loses_no_work() {
+    let t = tenant("vm-import-fault-apiserver").await;
+    let controller = started(&Options::default()).await;
+    import_and_adopt(&t, "before", 2, Duration::from_secs(10)).await;
+
+    cluster_script(&["down", "apiserver"]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (code, body) = controller.readyz().await.unwrap();
+    assert_eq!(code, 503, "readyz while the API server is gone: {body}");
+    assert!(body.contains("cannot watch the cluster"), "{body}");
+    let metrics = controller.metrics().await.unwrap();
+    assert_eq!(metrics.get("vm_import_watch_failing{watch=\"virtualmachines\"}"), 1.0);
+
+    cluster_script(&["up", "apiserver"]).await.unwrap();
+    let readyz = Instant::now();
+    // Imports created and completed right after the API server answers again.
+    let (first, all) = import_and_adopt(&t, "after", 200, Duration::from_secs(30)).await;
+    let since_readyz = readyz.elapsed();
+    println!(
+        "API server restart: first VM adopted {first:?} after its Plan's success; 200 VMs in {all:?}; \
+         {since_readyz:?} after /readyz"
+    );
+    assert!(
+        since_readyz < Duration::from_secs(15),
+        "200 VMs adopted {since_readyz:?} after /readyz"
+    );
+    cluster::wait_for("controller ready again", Duration::from_secs(10), || async {
+        (controller.readyz().await.ok()?.0 == 200).then_some(())
+    })
+    .await
+    .unwrap();
+    let exit = controller.terminate(Duration::from_secs(5)).await.unwrap();
+    println!("controller exited {exit:?} after SIGTERM");
+    t.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs the project's control plane: make e2e"]
+async fn an_etcd_restart_loses_no_work() {
+    let t = tenant("vm-import-fault-etcd").await;
+    let controller = started(&Options::default()).await;
+    import_and_adopt(&t, "before", 2, Duration::from_secs(10)).await;
+
+    // Other tests' objects may still be settling: count from here.
+    let baseline = controller.metrics().await.unwrap().writes("vm_labels");
+    cluster_script(&["down", "etcd"]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    cluster_script(&["up", "etcd"]).await.unwrap();
+    cluster_script(&["up", "apiserver"]).await.unwrap(); // already running: waits for /readyz
+    let readyz = Instant::now();
+    let (first, all) = import_and_adopt(&t, "after", 50, Duration::from_secs(30)).await;
+    println!(
+        "etcd restart: first VM adopted {first:?} after its Plan's success; 50 VMs in {all:?}; {:?} after /readyz",
+        readyz.elapsed()
+    );
+    assert!(readyz.elapsed() < Duration::from_secs(15));
+    let after = controller.metrics().await.unwrap().writes("vm_labels");
+    assert_eq!(
+        after - baseline,
+        50.0,
+        "exactly one label write per adoption, the restart included"
+    );
+    controller.terminate(Duration::from_secs(5)).await.unwrap();
+    t.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs the project's control plane: make e2e"]
+async fn a_killed_leader_is_replaced() {
+    let t = tenant("vm-import-fault-leader").await;
+    let replica = |name: &str| Options {
+        identity: Some(name.to_owned()),
+        lease_namespace: Some(t.ns.clone()),
+        ..Options::default()
+    };
+    let a = started(&replica("replica-a")).await;
+    let b = started(&replica("replica-b")).await;
+    let leader_of = |metrics: &vm_import_e2e::process::Metrics| metrics.get("vm_import_leader") == 1.0;
+    cluster::wait_for("one leader", Duration::from_secs(20), || async {
+        let (ma, mb) = (a.metrics().await.ok()?, b.metrics().await.ok()?);
+        (leader_of(&ma) != leader_of(&mb)).then_some(())
+    })
+    .await
+    .unwrap();
+    import_and_adopt(&t, "first", 5, Duration::from_secs(10)).await;
+    let (leader, follower) = if leader_of(&a.metrics().await.unwrap()) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(
+        follower.metrics().await.unwrap().all_writes(),
+        0.0,
+        "the follower writes nothing"
+    );
+
+    leader.kill().await;
+    let killed = Instant::now();
+    let (_, all) = import_and_adopt(&t, "second", 5, Duration::from_secs(30)).await;
+    println!(
+        "leader SIGKILLed: the other replica adopted 5 VMs {:?} later ({all:?} after their success)",
+        killed.elapsed()
+    );
+    let metrics = follower.metrics().await.unwrap();
+    assert!(leader_of(&metrics), "the follower leads");
+    assert_eq!(
+        metrics.writes("vm_labels"),
+        5.0,
+        "the new leader repeats none of the old one's writes"
+    );
+    follower.terminate(Duration::from_secs(5)).await.unwrap();
+    t.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs the project's control plane: make e2e"]
+async fn a_sigkill_after_every_handoff_write_loses_nothing() {
+    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
+    let world = World::new(&client, "vm-import-fault-handoff", "web", 2, "Halted")
+        .await
+        .unwrap();
+    let helm = world.play_helm();
+    world.request(false).await.unwrap();
+    let options = Options {
+        full_adoption: true,
+        ..Options::default()
+    };
+    let mut kills = Vec::new();
+    for _ in 0..40 {
+        let mut controller = Controller::spawn(&options).await.unwrap();
+        let step = controller.wait_log("\"handoff step\"", Duration::from_secs(30)).await;
+        controller.kill().await;
+        world
+            .assert_no_data_at_risk()
+            .await
+            .unwrap_or_else(|e| panic!("after kill {}: {e}", kills.len()));
+        match step {
+            Ok(line) => {
+                let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                kills.push(value["fields"]["step"].as_str().unwrap_or("?").to_owned());
+            }
+            // No step left: the adoption finished (or waits for something else).
+            Err(_) => break,
+        }
+        if world.phase().await == Some(Phase::Succeeded) {
+            break;
+        }
+    }
+    println!("SIGKILLed after each of these handoff writes: {kills:?}");
+    // Finish with a controller that is left alone.
+    let controller = Controller::spawn(&options).await.unwrap();
+    let done = cluster::wait_for("adoption succeeded", Duration::from_secs(60), || async {
+        (world.phase().await == Some(Phase::Succeeded)).then_some(())
+    })
+    .await;
+    if let Err(e) = done {
+        panic!("{e}: {}", world.status().await);
+    }
+    controller.terminate(Duration::from_secs(5)).await.unwrap();
+    helm.await.unwrap().unwrap();
+    // Two disks: Retain, owners, new claim, old claim, rebind and DataVolume and VMDisk
+    // each, the VMInstance, the old VM; no write is ever repeated after a kill.
+    assert!(kills.len() >= 14, "a kill after every handoff write: {kills:?}");
+    world.assert_adopted("Halted").await.unwrap();
+    world.cleanup().await.unwrap();
+}
