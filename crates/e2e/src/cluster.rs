@@ -62,12 +62,14 @@ pub fn dynamic(client: &Client, api_version: &str, kind: &str, plural: &str, nam
 }
 
 /// The CRDs the tests need, from `testdata/crds`: plural file, listKind-free names.
-const CRDS: [&str; 7] = [
+const CRDS: [&str; 9] = [
     "crds/virtualmachines.json",
     "crds/virtualmachineinstances.json",
     "crds/forklift-v2.12.5/plans.json",
     "crds/forklift-v2.12.5/providers.json",
     "crds/forklift-v2.12.5/migrations.json",
+    "crds/forklift-v2.12.5/networkmaps.json",
+    "crds/forklift-v2.12.5/storagemaps.json",
     "crds/datavolumes.json",
     "crds/helmreleases.json",
 ];

@@ -1,0 +1,118 @@
+//! `make demo`'s stand-ins for what a Cozystack cluster would run, against the project's
+//! own control plane:
+//!
+//! - `crds`: installs the CRDs of KubeVirt, CDI, Flux and Forklift (trimmed, from the
+//!   test data) and the project's VMAdoption CRD;
+//! - `forklift --namespace NS`: plays Forklift for every adoption-enabled Plan of `NS`:
+//!   creates each VM the Plan lists (named as Forklift would name it, with Forklift's
+//!   labels, a claim it owns and a `Stopped` status), then reports the migration
+//!   `Completed` in the Plan's status.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kube::api::{ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use vm_import_e2e::{
+    cluster::{self, Error, failed},
+    objects,
+    tenant::{Tenant, testdata},
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "vm-import-demo", about = "Stand-ins for the demo: CRDs, and Forklift's part")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install the CRDs the project works with.
+    Crds,
+    /// Play Forklift for the adoption-enabled Plans of a namespace.
+    Forklift {
+        /// The namespace of the Plans and VMs.
+        #[arg(long)]
+        namespace: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Crds => crds().await,
+        Command::Forklift { namespace } => forklift(&namespace).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn crds() -> Result<(), Error> {
+    let client = cluster::client().await?;
+    cluster::ensure_crds(&client, &testdata()).await?;
+    cluster::ensure_vmadoption_crd(&client, &testdata()).await?;
+    println!("CRDs installed");
+    Ok(())
+}
+
+/// The VM name Forklift gives a source VM: its `targetName`, else its name made
+/// DNS-1123 (lower case, other characters as `-`), else its id.
+fn target_name(entry: &Value) -> String {
+    if let Some(name) = entry["targetName"].as_str() {
+        return name.to_owned();
+    }
+    let source = entry["name"].as_str().or(entry["id"].as_str()).unwrap_or("vm");
+    let name: String = source
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    name.trim_matches('-').chars().take(63).collect()
+}
+
+async fn forklift(namespace: &str) -> Result<(), Error> {
+    let client = cluster::client().await?;
+    let t = Tenant::of(client.clone(), namespace.to_owned());
+    let plans = t.plans.list(&ListParams::default()).await.map_err(failed("list Plans"))?;
+    let pvcs = cluster::dynamic(&client, "v1", "PersistentVolumeClaim", "persistentvolumeclaims", namespace);
+    for plan in plans.items {
+        let name = plan.metadata.name.clone().unwrap_or_default();
+        let annotations = plan.metadata.annotations.clone().unwrap_or_default();
+        if annotations.get("vm-import.cozystack.io/adoption-enabled").map(String::as_str) != Some("true") {
+            continue;
+        }
+        let uid = plan.metadata.uid.clone().unwrap_or_default();
+        let entries = plan.data["spec"]["vms"].as_array().cloned().unwrap_or_default();
+        let mut ids = Vec::new();
+        for entry in &entries {
+            let id = entry["id"].as_str().unwrap_or_default().to_owned();
+            let vm_name = target_name(entry);
+            let labels = objects::forklift_labels(&uid, &name, namespace, &id, true);
+            if t.vms.get_opt(&vm_name).await.map_err(failed("get VM"))?.is_none() {
+                let vm = cluster::create(&t.vms, objects::vm(&vm_name, labels.clone())).await?;
+                let vm_uid = vm.metadata.uid.unwrap_or_default();
+                cluster::create(&pvcs, objects::pvc(&vm_name, &vm_uid, labels)).await?;
+                t.vms
+                    .patch_status(
+                        &vm_name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"status": {"printableStatus": "Stopped"}})),
+                    )
+                    .await
+                    .map_err(failed(format!("status of VM {vm_name}")))?;
+                println!("Forklift: created VM {namespace}/{vm_name} (source {id}) for Plan {name}");
+            }
+            ids.push(id);
+        }
+        cluster::set_plan_status(&t.plans, &name, objects::plan_status(&[], &ids)).await?;
+        println!("Forklift: Plan {name} completed ({} VMs)", ids.len());
+    }
+    Ok(())
+}

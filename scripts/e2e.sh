@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The real-cluster half of `make test`: starts the project's own control plane
+# (scripts/cluster.sh), runs the end-to-end and fault tests in crates/e2e against it
+# with the gate open, then the load harness at 10 Plans x 100 VMs, which fails when it
+# misses a target. The control plane is stopped however this ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export VM_IMPORT_CLUSTER_DIR="$PWD/.testenv/e2e-cluster"
+scripts/cluster.sh stop
+trap 'scripts/cluster.sh stop' EXIT
+eval "$(scripts/cluster.sh start)"
+export VM_IMPORT_E2E=1
+
+cargo build --locked -p vm-import-adoption-controller -p vm-import-e2e --bins
+export VM_IMPORT_CONTROLLER_BIN="$PWD/target/debug/vm-import-adoption-controller"
+echo "e2e: the real-cluster tests (VM_IMPORT_E2E=1), against $(sed -n 's/.*server: "\(.*\)".*/\1/p' "$KUBECONFIG" | head -1)"
+cargo nextest run --locked -p vm-import-e2e --run-ignored only --no-fail-fast
+
+# The controller as it ships (release profile); the harness itself needs no optimising.
+cargo build --locked --release -p vm-import-adoption-controller
+target/debug/vm-import-load --controller-bin target/release/vm-import-adoption-controller \
+  --plans 10 --vms 100 --check
