@@ -113,7 +113,11 @@ impl Load {
     /// Creates Plan `p` with `n` running VMs; returns their names.
     async fn import(&self, p: u32, n: u32, concurrency: usize) -> Result<Vec<String>, Error> {
         let ids: Vec<String> = (0..n).map(|v| vm_id(p, v)).collect();
-        let plan = cluster::create(&self.plans, objects::plan(&plan_name(p), &self.ns, "vcenter", &ids, true)).await?;
+        let plan = cluster::create(
+            &self.plans,
+            objects::plan(&plan_name(p), &self.ns, "vcenter", &ids, true),
+        )
+        .await?;
         cluster::set_plan_status(&self.plans, &plan_name(p), objects::plan_status(&ids, &[])).await?;
         let uid = plan.metadata.uid.unwrap_or_default();
         stream::iter(ids.iter())
@@ -251,7 +255,12 @@ async fn run(args: &Args) -> Result<bool, Error> {
     let first_flip = flipped.values().min().copied().unwrap_or_else(Instant::now);
     let all: Vec<String> = batches.concat();
     load.wait(&all, Duration::from_secs(args.timeout)).await?;
-    let last = all.iter().filter_map(|n| load.seen.get(n)).max().copied().unwrap_or(first_flip);
+    let last = all
+        .iter()
+        .filter_map(|n| load.seen.get(n))
+        .max()
+        .copied()
+        .unwrap_or(first_flip);
     let all_done = last.saturating_duration_since(first_flip);
     let mut bulk: Vec<Duration> = (0..args.plans)
         .flat_map(|p| batches[p as usize].iter().map(move |n| (p, n)))
@@ -289,10 +298,19 @@ async fn run(args: &Args) -> Result<bool, Error> {
     watch.abort();
 
     let unique: HashSet<&String> = load.seen.keys().collect();
-    println!("load figures ({} VMs adopted, kube-apiserver on loopback):", unique.len());
+    println!(
+        "load figures ({} VMs adopted, kube-apiserver on loopback):",
+        unique.len()
+    );
     let mut ok = true;
     let mut report = |name: &str, value: String, target: String, met: bool| {
-        println!("  {:<44} {:>14}   target {:<12} {}", name, value, target, if met { "met" } else { "MISSED" });
+        println!(
+            "  {:<44} {:>14}   target {:<12} {}",
+            name,
+            value,
+            target,
+            if met { "met" } else { "MISSED" }
+        );
         ok &= met;
     };
     report(
