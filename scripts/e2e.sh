@@ -14,7 +14,7 @@ export VM_IMPORT_E2E=1
 
 cargo build --locked -p vm-import-adoption-controller -p vm-import-e2e --bins
 export VM_IMPORT_CONTROLLER_BIN="$PWD/target/debug/vm-import-adoption-controller"
-echo "e2e: the real-cluster tests (VM_IMPORT_E2E=1), against $(sed -n 's/.*server: "\(.*\)".*/\1/p' "$KUBECONFIG" | head -1)"
+echo "e2e: the real-cluster tests (VM_IMPORT_E2E=1), against $(sed -n 's/.*server: "\([^"]*\)".*/\1/p' "$KUBECONFIG" | head -1)"
 cargo nextest run --locked -p vm-import-e2e --run-ignored only --no-fail-fast
 
 # The controller as it ships (release profile); the harness itself needs no optimising.
