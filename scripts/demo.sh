@@ -54,15 +54,15 @@ echo $! >"$demo/controller.pid"
 
 echo "installing the vm-import application (Helm release vm-import-my-import in tenant-demo)"
 "${helm[@]}" install vm-import-my-import packages/apps/vm-import -n tenant-demo \
-  -f scripts/demo/values.yaml --wait=false >/dev/null
+  -f scripts/demo/values.yaml >/dev/null
 target/debug/vm-import-demo forklift --namespace tenant-demo
 
 for _ in $(seq 100); do
-  adopted="$("${kubectl[@]}" -n tenant-demo get vm -l cozystack.io/adopted=true -o name | wc -l)"
+  adopted="$("${kubectl[@]}" -n tenant-demo get virtualmachines.kubevirt.io -l cozystack.io/adopted=true -o name | wc -l)"
   [[ "$adopted" -ge 3 ]] && break
   sleep 0.2
 done
-"${kubectl[@]}" -n tenant-demo get vm -L cozystack.io/adopted,cozystack.io/original-plan
+"${kubectl[@]}" -n tenant-demo get virtualmachines.kubevirt.io -L cozystack.io/adopted,cozystack.io/original-plan
 "${kubectl[@]}" -n tenant-demo get configmap -l cozystack.io/type=adopted-vm
 
 # A tenant user's token, and the console behind the sign-in stand-in.
@@ -71,7 +71,7 @@ done
 chmod 600 "$demo/token"
 console_port="$(free_port)"
 target/release/vm-import-console --http-addr "127.0.0.1:$console_port" \
-  --api-server "$(sed -n 's/.*server: "\(.*\)".*/\1/p' "$KUBECONFIG" | head -1)" \
+  --api-server "$(sed -n 's/.*server: "\([^"]*\)".*/\1/p' "$KUBECONFIG" | head -1)" \
   --ca-file "$VM_IMPORT_CLUSTER_DIR/pki/ca.crt" --secure-cookies=false \
   --default-namespace tenant-demo >"$demo/console.log" 2>&1 &
 echo $! >"$demo/console.pid"
@@ -81,14 +81,17 @@ for _ in $(seq 50); do
   curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1 && break
   sleep 0.2
 done
-curl -sf "http://127.0.0.1:$port/" >/dev/null || { echo "demo: the console does not answer; see $demo/console.log" >&2; exit 1; }
+curl -sfL "http://127.0.0.1:$port/" | grep -q web-01 || {
+  echo "demo: the console does not show the adopted VMs; see $demo/console.log" >&2
+  exit 1
+}
 
 cat <<MSG
 
 The "Imported VMs" console: http://127.0.0.1:$port/
   (signed in as tenant-demo's demo-user; the controller's metrics: http://127.0.0.1:$controller_port/metrics)
 Try:   $(scripts/cluster.sh env)
-       kubectl -n tenant-demo get vm,configmap
+       kubectl -n tenant-demo get virtualmachines.kubevirt.io,configmaps
        cargo run -q -p kubectl-vm-import -- -n tenant-demo list
 Stop:  make demo-stop
 MSG

@@ -80,12 +80,26 @@ fn target_name(entry: &Value) -> String {
 async fn forklift(namespace: &str) -> Result<(), Error> {
     let client = cluster::client().await?;
     let t = Tenant::of(client.clone(), namespace.to_owned());
-    let plans = t.plans.list(&ListParams::default()).await.map_err(failed("list Plans"))?;
-    let pvcs = cluster::dynamic(&client, "v1", "PersistentVolumeClaim", "persistentvolumeclaims", namespace);
+    let plans = t
+        .plans
+        .list(&ListParams::default())
+        .await
+        .map_err(failed("list Plans"))?;
+    let pvcs = cluster::dynamic(
+        &client,
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        namespace,
+    );
     for plan in plans.items {
         let name = plan.metadata.name.clone().unwrap_or_default();
         let annotations = plan.metadata.annotations.clone().unwrap_or_default();
-        if annotations.get("vm-import.cozystack.io/adoption-enabled").map(String::as_str) != Some("true") {
+        if annotations
+            .get("vm-import.cozystack.io/adoption-enabled")
+            .map(String::as_str)
+            != Some("true")
+        {
             continue;
         }
         let uid = plan.metadata.uid.clone().unwrap_or_default();
