@@ -8,9 +8,10 @@ use std::sync::{
 };
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
 use kube::{
     Api, Client,
+    core::PartialObjectMeta,
     runtime::{
         WatchStreamExt,
         events::{Recorder, Reporter},
@@ -20,8 +21,6 @@ use kube::{
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 use vm_import_core::contract::{FORKLIFT_VM_SELECTOR, TRACKING_CONFIGMAP_SELECTOR};
-
-use std::time::Duration;
 
 use kube::{Resource, runtime::Controller};
 use vm_import_api::VMAdoption;
@@ -241,7 +240,7 @@ pub async fn run_controller(
                     },
                 ),
                 charts: charts.clone(),
-                recheck: Duration::from_secs(5),
+                recheck: full::SAFETY_RECHECK,
             });
             // Reflected here rather than by `Controller::new`, so that a relist's
             // triggers wait for the complete store (see `triggers`).
@@ -253,8 +252,31 @@ pub async fn run_controller(
                 &metrics.watches,
             )
             .reflect(writer);
+            // What an adoption waits on, so that it goes on as soon as that changes: its
+            // VM (stopped, label-adopted, deleted) and the new VM helm-controller renders,
+            // and the claims it created (bound). Metadata only, and not cached.
+            let vms = resilient(
+                Api::<VmMeta>::all(client.clone()),
+                watcher::Config::default(),
+                "adoption_vms",
+                &metrics.watches,
+            );
+            let claims = resilient(
+                Api::<PartialObjectMeta<PersistentVolumeClaim>>::all(client.clone()),
+                watcher::Config::default().labels(full::LABEL_ADOPTION),
+                "adoption_claims",
+                &metrics.watches,
+            );
+            let by_vm = store.clone();
             let adoptions = Controller::for_stream(triggers("vmadoptions", stream, |_| None, false), store)
                 .with_config(kube::runtime::controller::Config::default().concurrency(4))
+                .watches_stream(triggers("adoption_vms", vms, |_| None, true), move |vm: VmMeta| {
+                    full::adoptions_waiting_on(&by_vm, &vm)
+                })
+                .watches_stream(
+                    triggers("adoption_claims", claims, |_| None, false),
+                    |claim: PartialObjectMeta<PersistentVolumeClaim>| full::adoption_of_claim(&claim),
+                )
                 .graceful_shutdown_on(stop)
                 .run(full::reconcile, full::error_policy, full_ctx);
             futures::future::join(labels, drain_adoptions(adoptions)).await;

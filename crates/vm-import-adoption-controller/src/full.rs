@@ -6,8 +6,11 @@
 //! Reads are fresh GETs of named objects, not cached watches: a handoff step is only as
 //! safe as the observation it is chosen from, and a full adoption is a rare, requested
 //! operation (a few dozen reads per adoption). While it waits on something outside the
-//! controller (a VM to stop, a claim to bind, helm-controller to create the new VM), it
-//! re-checks that one adoption after a short delay.
+//! controller (a VM to stop or to be label-adopted, a claim to bind, helm-controller to
+//! create the new VM), the change it waits for triggers it again at once
+//! ([`adoptions_waiting_on`], [`adoption_of_claim`]); a slow re-check
+//! ([`SAFETY_RECHECK`]) is only a safety net. Waiting is a requeue, never a sleep, so a
+//! shutdown never waits on it.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -15,10 +18,12 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy},
+    core::PartialObjectMeta,
     core::{ApiResource, GroupVersionKind},
     runtime::{
         controller::Action,
         events::{EventType, Recorder},
+        reflector::{ObjectRef, Store},
     },
 };
 use serde_json::{Value, json};
@@ -28,7 +33,7 @@ use vm_import_core::{
     apps::{self, Charts, ClaimSpec},
     handoff::{self, ClaimState, DataVolumeState, DiskPlan, HandoffPlan, ObservedDisk, PowerFacts, PvState, Step},
     instance::{ClaimFacts, InstanceRequest, map_vm},
-    preflight::{self, Invalid, Target},
+    preflight::{self, Invalid, NotYet, Target},
 };
 
 use crate::metrics::{Metrics, Write};
@@ -37,6 +42,44 @@ use crate::metrics::{Metrics, Write};
 pub const STATUS_MANAGER: &str = "vm-import-full-adoption";
 /// Label on every claim full adoption creates: the VMAdoption's name.
 pub const LABEL_ADOPTION: &str = "vm-import.cozystack.io/adoption";
+
+/// How long a waiting adoption goes without a re-check when nothing triggers it.
+pub const SAFETY_RECHECK: Duration = Duration::from_secs(20);
+
+/// The adoptions that VM `vm` concerns and that may be waiting on it: those of its
+/// namespace that adopt it, or whose new VM it is; finished ones are left alone.
+pub fn adoptions_waiting_on(
+    adoptions: &Store<VMAdoption>,
+    vm: &PartialObjectMeta<crate::resources::VirtualMachine>,
+) -> Vec<ObjectRef<VMAdoption>> {
+    let (Some(ns), Some(name)) = (vm.metadata.namespace.as_deref(), vm.metadata.name.as_deref()) else {
+        return Vec::new();
+    };
+    adoptions
+        .state()
+        .iter()
+        .filter(|a| a.metadata.namespace.as_deref() == Some(ns))
+        .filter(|a| {
+            let phase = a.status.as_ref().map(|s| s.phase.clone()).unwrap_or_default();
+            !matches!(phase, Phase::Succeeded | Phase::Failed)
+        })
+        .filter(|a| {
+            let instance = a
+                .status
+                .as_ref()
+                .and_then(|s| s.instance.as_deref())
+                .unwrap_or(a.spec.instance_name());
+            a.spec.vm_name == name || format!("{}{instance}", vm_import_core::instance::INSTANCE_PREFIX) == name
+        })
+        .map(|a| ObjectRef::from_obj(a.as_ref()))
+        .collect()
+}
+
+/// The adoption that created claim `claim` (named by its [`LABEL_ADOPTION`] label).
+pub fn adoption_of_claim(claim: &PartialObjectMeta<PersistentVolumeClaim>) -> Option<ObjectRef<VMAdoption>> {
+    let adoption = claim.metadata.labels.as_ref()?.get(LABEL_ADOPTION)?;
+    Some(ObjectRef::new(adoption).within(claim.metadata.namespace.as_deref()?))
+}
 
 /// What every full-adoption reconcile shares.
 pub struct FullContext {
@@ -164,7 +207,19 @@ pub async fn reconcile(adoption: Arc<VMAdoption>, ctx: Arc<FullContext>) -> Resu
         Some(plan) => plan,
         None if status.phase == Phase::Failed => return Ok(Action::await_change()),
         None => match validate(&apis, &ns, &adoption).await? {
-            Err(invalid) => {
+            Err(Ok(not_yet)) => {
+                // Not a failure: what it waits for is on its way. Checked again soon, and
+                // at once when the VM changes.
+                let message = not_yet.to_string();
+                if status.phase != Phase::Pending || status.message.as_deref() != Some(message.as_str()) {
+                    status.phase = Phase::Pending;
+                    status.message = Some(message.clone());
+                    set_ready(&mut status, &adoption, "False", "Pending", &message);
+                    write_status(&ctx, &apis, &adoption, &status).await?;
+                }
+                return Ok(Action::requeue(ctx.recheck));
+            }
+            Err(Err(invalid)) => {
                 warn!(adoption = %adoption.name_any(), "refused: {invalid}");
                 status.phase = Phase::Failed;
                 status.message = Some(invalid.to_string());
@@ -288,18 +343,22 @@ fn describe(step: &Step, plan: &HandoffPlan) -> String {
 }
 
 /// Validation: reads the VM, its claims and PVs, the namespace's other VMs and the names
-/// the adoption needs; touches nothing. Returns the status recording the plan, or why
-/// the request is refused.
+/// the adoption needs, in the order `preflight` documents; touches nothing. Returns the
+/// status recording the plan, or why the request must wait, or why it is refused.
 async fn validate(
     apis: &Apis,
     ns: &str,
     adoption: &VMAdoption,
-) -> Result<Result<VMAdoptionStatus, Invalid>, FullError> {
+) -> Result<Result<VMAdoptionStatus, Result<NotYet, Invalid>>, FullError> {
     let spec = &adoption.spec;
-    let Some(vm) = get(&apis.vms, &spec.vm_name).await? else {
-        return Ok(Err(Invalid::VmNotFound(spec.vm_name.clone())));
+    // A fresh read: a cache could still miss the labels label adoption just wrote.
+    let vm = get(&apis.vms, &spec.vm_name).await?.map(|vm| to_json(&vm));
+    if let Err(refusal) = preflight::admit(&spec.vm_name, vm.as_ref()) {
+        return Ok(Err(refusal));
+    }
+    let Some(vm) = vm else {
+        return Ok(Err(Err(Invalid::VmNotFound(spec.vm_name.clone()))));
     };
-    let vm = to_json(&vm);
     let mut bound = BTreeMap::new();
     let mut facts = BTreeMap::new();
     for claim_name in preflight::claims_of(&vm) {
@@ -345,7 +404,7 @@ async fn validate(
     };
     let mapping = match map_vm(&vm, &request, &facts) {
         Ok(mapping) => mapping,
-        Err(e) => return Ok(Err(Invalid::Mapping(e))),
+        Err(e) => return Ok(Err(Err(Invalid::Mapping(e)))),
     };
     let mut taken = Vec::new();
     for target in preflight::targets(&mapping) {
@@ -364,7 +423,7 @@ async fn validate(
     let others: Vec<Value> = others.items.iter().map(to_json).collect();
     let plan = match preflight::check(&vm, &mapping, spec.stop_vm, &bound, &others, &taken) {
         Ok(plan) => plan,
-        Err(invalid) => return Ok(Err(invalid)),
+        Err(invalid) => return Ok(Err(Err(invalid))),
     };
     let (instance_values, disk_values) = apps::recorded_values(&mapping);
     Ok(Ok(VMAdoptionStatus {

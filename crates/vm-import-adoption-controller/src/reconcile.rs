@@ -76,6 +76,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the API server refused the write because the namespace is being deleted.
+    pub fn namespace_terminating(&self) -> bool {
+        let source = match self {
+            Self::MissingMetadata(_) => return false,
+            Self::ApplyRecord { source, .. }
+            | Self::ApplyLabels { source, .. }
+            | Self::CreateAdoption { source, .. } => source,
+        };
+        matches!(source, kube::Error::Api(status) if is_namespace_terminating(status))
+    }
+
     /// Stable category for logs.
     pub fn category(&self) -> &'static str {
         match self {
@@ -85,6 +96,12 @@ impl Error {
             Self::CreateAdoption { .. } => "create_vmadoption",
         }
     }
+}
+
+/// Whether `status` is the API server's refusal to create in a namespace being deleted
+/// (403 Forbidden, "… because it is being terminated").
+pub fn is_namespace_terminating(status: &kube::core::Status) -> bool {
+    status.code == 403 && status.message.contains("because it is being terminated")
 }
 
 /// Source of the current time, as RFC 3339 (replaced in tests).
@@ -196,6 +213,7 @@ pub fn imported_vm(vm: &VmMeta) -> Result<ImportedVm, Error> {
         name: meta.name.clone().ok_or(Error::MissingMetadata("name"))?,
         uid: meta.uid.clone().ok_or(Error::MissingMetadata("uid"))?,
         labels: meta.labels.clone().unwrap_or_default(),
+        going_away: meta.deletion_timestamp.is_some(),
     })
 }
 
@@ -219,7 +237,16 @@ pub fn existing_record(cm: &ConfigMap) -> ExistingRecord {
 pub async fn reconcile(vm: Arc<VmMeta>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.wait_until_ready().await;
     let started = Instant::now();
-    let result = reconcile_inner(&vm, &ctx).await;
+    let result = match reconcile_inner(&vm, &ctx).await {
+        // Its namespace is being deleted: nothing may be created there, and the VM goes
+        // with it. Not adopted, and not retried.
+        Err(e) if e.namespace_terminating() => {
+            debug!("not adopted: its namespace is being deleted");
+            ctx.metrics.refused(vm_import_core::Ineligible::GoingAway.reason());
+            Ok(Outcome::Ineligible)
+        }
+        other => other,
+    };
     let outcome = match &result {
         Ok(outcome) => *outcome,
         Err(_) => Outcome::Error,
@@ -365,6 +392,30 @@ pub fn error_policy(vm: Arc<VmMeta>, error: &Error, ctx: Arc<Context>) -> Action
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_terminating_namespace_is_recognised_and_nothing_else() {
+        let status = |code: u16, message: &str| kube::core::Status {
+            code,
+            message: message.into(),
+            ..Default::default()
+        };
+        let terminating = "configmaps \"vm-adopted-web\" is forbidden: unable to create new content in namespace \
+                           tenant-a because it is being terminated";
+        assert!(is_namespace_terminating(&status(403, terminating)));
+        assert!(!is_namespace_terminating(&status(
+            403,
+            "configmaps is forbidden: User cannot create"
+        )));
+        assert!(!is_namespace_terminating(&status(409, terminating)));
+        let error = Error::ApplyRecord {
+            namespace: "tenant-a".into(),
+            name: "vm-adopted-web".into(),
+            source: kube::Error::Api(Box::new(status(403, terminating))),
+        };
+        assert!(error.namespace_terminating());
+        assert!(!Error::MissingMetadata("uid").namespace_terminating());
+    }
 
     #[test]
     fn backoff_doubles_to_a_ceiling() {

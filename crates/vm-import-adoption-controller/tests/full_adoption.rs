@@ -318,6 +318,63 @@ async fn a_running_vm_is_waited_for_when_stopping_is_not_allowed() {
 }
 
 #[tokio::test]
+async fn a_vm_whose_label_adoption_is_still_on_its_way_waits_instead_of_failing() {
+    // As automatic full adoption sees it on a real cluster: the VMAdoption is read
+    // before the adoption labels written in the same reconcile are visible.
+    let (client, cluster) = FakeCluster::start();
+    seed(&cluster, true);
+    let vm_path = path("kubevirt.io/v1", "virtualmachines", Some(NS), "web");
+    let mut vm = cluster.get(&vm_path).unwrap();
+    vm["metadata"]["labels"] = json!({"plan": "p", "vmID": "vm-1"});
+    cluster.put(vm);
+    let ctx = context(client);
+    for _ in 0..3 {
+        let adoption: VMAdoption = serde_json::from_value(cluster.get(&adoption_path()).unwrap()).unwrap();
+        full::reconcile(Arc::new(adoption), ctx.clone()).await.unwrap();
+    }
+    assert_eq!(phase(&cluster), "Pending");
+    let status = cluster.get(&adoption_path()).unwrap()["status"].clone();
+    assert!(
+        status["message"].as_str().unwrap().contains("to be label-adopted"),
+        "{status}"
+    );
+    let writes = cluster.writes();
+    assert_eq!(
+        writes.len(),
+        1,
+        "one status write, then nothing while it waits: {writes:#?}"
+    );
+    assert!(writes[0].contains("/vmadoptions/web/status"), "{writes:#?}");
+
+    // Label adoption lands; the adoption goes on to the end.
+    let mut vm = cluster.get(&vm_path).unwrap();
+    vm["metadata"]["labels"]["cozystack.io/adopted"] = json!("true");
+    cluster.put(vm);
+    drive(&cluster, &ctx).await;
+    assert_eq!(phase(&cluster), "Succeeded");
+    assert!(!cluster.data_lost());
+}
+
+#[tokio::test]
+async fn a_vm_that_was_never_imported_is_refused_for_that_first() {
+    let (client, cluster) = FakeCluster::start();
+    seed(&cluster, true);
+    let vm_path = path("kubevirt.io/v1", "virtualmachines", Some(NS), "web");
+    let mut vm = cluster.get(&vm_path).unwrap();
+    vm["metadata"]["labels"] = json!({"app": "web"});
+    // No memory size either: the mapping would refuse it too, but adoption comes first.
+    vm["spec"]["template"]["spec"]["domain"]
+        .as_object_mut()
+        .unwrap()
+        .remove("memory");
+    cluster.put(vm);
+    drive(&cluster, &context(client)).await;
+    assert_eq!(phase(&cluster), "Failed");
+    let message = cluster.get(&adoption_path()).unwrap()["status"]["message"].clone();
+    assert!(message.as_str().unwrap().contains("is not adopted"), "{message}");
+}
+
+#[tokio::test]
 async fn a_waiting_adoption_stops_the_vm_once_the_user_allows_it() {
     let (client, cluster) = FakeCluster::start();
     seed(&cluster, false);

@@ -32,6 +32,8 @@ pub struct ImportedVm {
     pub uid: String,
     /// All of the VM's labels.
     pub labels: BTreeMap<String, String>,
+    /// Whether the VM, or its namespace, is being deleted.
+    pub going_away: bool,
 }
 
 impl ImportedVm {
@@ -142,6 +144,9 @@ pub enum Ineligible {
         /// The entry's phase.
         phase: Option<String>,
     },
+    /// The VM, or its namespace, is being deleted: it is not adopted at all.
+    #[error("the VM or its namespace is being deleted")]
+    GoingAway,
     /// A name the adoption would write is not valid where it must go.
     #[error("{what} {value:?} is not a valid {rule}")]
     NameNotUsable {
@@ -168,6 +173,7 @@ impl Ineligible {
             Self::MigrationFailed { .. } => "migration_failed",
             Self::MigrationNotSucceeded { .. } => "migration_not_succeeded",
             Self::NameNotUsable { .. } => "name_not_usable",
+            Self::GoingAway => "going_away",
         }
     }
 
@@ -207,6 +213,9 @@ pub struct Eligible<'p> {
 
 /// Applies the rules to `vm`, whose Plan (looked up by the VM's `plan` UID) is `plan`.
 pub fn evaluate<'p>(vm: &ImportedVm, plan: Option<&'p PlanFacts>) -> Result<Eligible<'p>, Ineligible> {
+    if vm.going_away {
+        return Err(Ineligible::GoingAway);
+    }
     let plan_uid = vm.plan_uid().ok_or(Ineligible::NotImported {
         label: FORKLIFT_PLAN_UID,
     })?;
@@ -317,7 +326,20 @@ pub(crate) mod tests {
             name: "web-01".into(),
             uid: "vm-uid".into(),
             labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            going_away: false,
         }
+    }
+
+    #[test]
+    fn a_vm_going_away_is_ineligible_before_anything_else() {
+        let mut vm = forklift_vm();
+        vm.going_away = true;
+        let plan = eligible_plan();
+        let why = evaluate(&vm, Some(&plan)).expect_err("going away");
+        assert_eq!(why, Ineligible::GoingAway);
+        assert_eq!(why.reason(), "going_away");
+        assert!(!why.warrants_warning(), "nothing to tell anyone");
+        assert_eq!(evaluate(&vm, None).expect_err("no plan either"), Ineligible::GoingAway);
     }
 
     pub(crate) fn forklift_vm() -> ImportedVm {

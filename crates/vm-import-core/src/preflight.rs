@@ -1,12 +1,21 @@
 //! Full adoption's checks before anything is touched: an invalid request fails here,
 //! with one clear reason, and the handoff never starts.
+//!
+//! They run in a documented order, each on a fresh read of the objects it judges:
+//! 1. [`admit`]: the VM exists, is not being deleted, and is label-adopted. A VM that
+//!    carries Forklift's labels but not yet the adoption labels is not refused: label
+//!    adoption is on its way (for example an automatic full adoption requested in the
+//!    same reconcile), so the request waits ([`NotYet`]);
+//! 2. the mapping of the VM to vm-instance values (`instance::map_vm`);
+//! 3. [`check`]: the names the adoption needs are free, no disk is shared with another
+//!    VM, and every claim is bound.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use crate::{
-    contract::LABEL_ADOPTED,
+    contract::{FORKLIFT_PLAN_UID, FORKLIFT_VM_ID, LABEL_ADOPTED},
     handoff::HandoffPlan,
     instance::{InstanceMapping, MappingError},
 };
@@ -82,6 +91,36 @@ pub enum Invalid {
     ClaimNotBound(String),
 }
 
+/// Why a request is not refused but cannot go on yet.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotYet {
+    /// The VM carries Forklift's labels but not yet `cozystack.io/adopted=true`.
+    #[error("waiting for VirtualMachine {0} to be label-adopted (its import's adoption is in progress)")]
+    LabelAdoption(String),
+}
+
+/// The first checks, in order: the VM exists, is not being deleted, and is
+/// label-adopted (or about to be: [`NotYet`]). `vm` is a fresh read of VM `name`.
+pub fn admit(name: &str, vm: Option<&Value>) -> Result<(), Result<NotYet, Invalid>> {
+    let Some(vm) = vm else {
+        return Err(Err(Invalid::VmNotFound(name.into())));
+    };
+    if vm.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+        return Err(Err(Invalid::VmDeleting(name.into())));
+    }
+    let label = |key: &str| {
+        vm.pointer(&format!("/metadata/labels/{}", key.replace('/', "~1")))
+            .and_then(Value::as_str)
+    };
+    if label(LABEL_ADOPTED) == Some("true") {
+        return Ok(());
+    }
+    if label(FORKLIFT_PLAN_UID).is_some() && label(FORKLIFT_VM_ID).is_some() {
+        return Err(Ok(NotYet::LabelAdoption(name.into())));
+    }
+    Err(Err(Invalid::NotAdopted(name.into())))
+}
+
 /// The claims a VM's volumes name (PVCs and DataVolumes, whose claims share their names).
 pub fn claims_of(vm: &Value) -> Vec<String> {
     vm.pointer("/spec/template/spec/volumes")
@@ -100,7 +139,8 @@ pub fn claims_of(vm: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Checks a mapped request. `bound` gives, for each claim of the VM, the PV it is bound
+/// Checks a mapped request, once [`admit`] has (it repeats its refusals, so that no
+/// caller can skip them). `bound` gives, for each claim of the VM, the PV it is bound
 /// to (`None` when it is not bound); `others` are the namespace's other VMs; `taken`
 /// are the targets that already exist. Returns the plan to record.
 pub fn check(
@@ -197,6 +237,51 @@ mod tests {
         assert_eq!(plan.instance_release, "vm-instance-web");
         assert!(plan.stop_vm);
         assert_eq!(targets(&mapping(&v)).len(), 2 + 3 * 2);
+    }
+
+    #[test]
+    fn admission_checks_existence_deletion_then_adoption_in_that_order() {
+        let adopted = json!({"cozystack.io/adopted": "true", "plan": "u", "vmID": "vm-1"});
+        let importing = json!({"plan": "u", "vmID": "vm-1"});
+        let foreign = json!({"app": "x"});
+        let deleting = |labels: Value| {
+            let mut v = vm(labels);
+            v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            v
+        };
+        // (the VM as read, the verdict)
+        let table: [(Option<Value>, Result<(), Result<NotYet, Invalid>>); 7] = [
+            (None, Err(Err(Invalid::VmNotFound("web".into())))),
+            (
+                Some(deleting(foreign.clone())),
+                Err(Err(Invalid::VmDeleting("web".into()))),
+            ),
+            (
+                Some(deleting(importing.clone())),
+                Err(Err(Invalid::VmDeleting("web".into()))),
+            ),
+            (Some(vm(foreign)), Err(Err(Invalid::NotAdopted("web".into())))),
+            (
+                Some(vm(json!({"plan": "u"}))),
+                Err(Err(Invalid::NotAdopted("web".into()))),
+            ),
+            (Some(vm(importing)), Err(Ok(NotYet::LabelAdoption("web".into())))),
+            (Some(vm(adopted)), Ok(())),
+        ];
+        for (read, verdict) in table {
+            assert_eq!(admit("web", read.as_ref()), verdict, "{read:?}");
+        }
+        // A VM without a memory size fails the mapping, but only after admission: an
+        // unadopted one is refused for that first.
+        let mut no_memory = vm(json!({}));
+        no_memory["spec"]["template"]["spec"]["domain"]
+            .as_object_mut()
+            .expect("domain")
+            .remove("memory");
+        assert_eq!(
+            admit("web", Some(&no_memory)),
+            Err(Err(Invalid::NotAdopted("web".into())))
+        );
     }
 
     #[test]
