@@ -63,6 +63,19 @@ impl World {
         disks: usize,
         run_strategy: &str,
     ) -> Result<Self, Error> {
+        let labels = json!({"plan": "p", "vmID": "vm-1", "cozystack.io/adopted": "true"});
+        Self::with_labels(client, prefix, vm_name, disks, run_strategy, labels).await
+    }
+
+    /// As [`World::new`], with the VM's labels given.
+    pub async fn with_labels(
+        client: &Client,
+        prefix: &str,
+        vm_name: &str,
+        disks: usize,
+        run_strategy: &str,
+        labels: Value,
+    ) -> Result<Self, Error> {
         cluster::ensure_crds(client, &testdata()).await?;
         cluster::ensure_vmadoption_crd(client, &testdata()).await?;
         let ns = cluster::namespace(client, prefix).await?;
@@ -89,7 +102,7 @@ impl World {
         let vm = cluster::create(
             &world.vms,
             json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-                   "metadata": {"name": vm_name, "labels": {"plan": "p", "vmID": "vm-1", "cozystack.io/adopted": "true"}},
+                   "metadata": {"name": vm_name, "labels": labels},
                    "spec": {"runStrategy": run_strategy, "template": {"spec": {
                        "domain": {"cpu": {"cores": 1, "sockets": 1}, "memory": {"guest": "1Gi"},
                                   "devices": {"disks": devices}},

@@ -12,9 +12,11 @@
 
 use std::time::{Duration, Instant};
 
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
 use vm_import_api::Phase;
 use vm_import_core::apps::Charts;
-use vm_import_e2e::{cluster, handoff::World, harness};
+use vm_import_e2e::{cluster, handoff::World, harness, objects};
 
 #[tokio::test]
 #[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
@@ -96,4 +98,71 @@ async fn a_vm_that_should_run_waits_for_stop_with_nothing_touched() {
     assert_eq!(vm.data["spec"]["runStrategy"], "Always", "the VM was not stopped");
     controller.stop().await;
     world.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
+async fn automatic_full_adoption_turns_every_succeeded_vm_into_a_vminstance() {
+    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
+    // Ten imports, each of one Halted VM, from a Plan that asks for full adoption. Nobody
+    // creates a VMAdoption by hand: the controller does once it has label-adopted the VM,
+    // and the full adoption must never fail for reading the VM before its labels.
+    let mut worlds = Vec::new();
+    for i in 0..10 {
+        let world = World::with_labels(&client, "vm-import-e2e-auto", &format!("auto-{i:02}"), 1, "Halted", json!({}))
+            .await
+            .unwrap();
+        let plans = cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Plan", "plans", &world.ns);
+        let providers = cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Provider", "providers", &world.ns);
+        cluster::create(&providers, objects::provider("vcenter", &world.ns)).await.unwrap();
+        let mut plan = objects::plan("import", &world.ns, "vcenter", &["vm-1".into()], true);
+        plan["metadata"]["annotations"]["vm-import.cozystack.io/adoption-mode"] = json!("full");
+        let plan = cluster::create(&plans, plan).await.unwrap();
+        let uid = plan.metadata.uid.unwrap();
+        cluster::set_plan_status(&plans, "import", objects::plan_status(&["vm-1".into()], &[]))
+            .await
+            .unwrap();
+        let labels = objects::forklift_labels(&uid, "import", &world.ns, "vm-1", true);
+        world
+            .vms
+            .patch(&world.vm_name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": labels}})))
+            .await
+            .unwrap();
+        worlds.push((world, plans));
+    }
+    let helm: Vec<_> = worlds.iter().map(|(w, _)| w.play_helm()).collect();
+    let controller = harness::start(&client, Some(Charts::default()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let succeeded = Instant::now();
+    for (_, plans) in &worlds {
+        cluster::set_plan_status(plans, "import", objects::plan_status(&[], &["vm-1".into()]))
+            .await
+            .unwrap();
+    }
+    for (world, _) in &worlds {
+        let done = cluster::wait_for("automatic full adoption", Duration::from_secs(60), || async {
+            match world.phase().await {
+                Some(Phase::Succeeded) => Some(Ok(())),
+                Some(Phase::Failed) => Some(Err(())),
+                _ => None,
+            }
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => {}
+            other => panic!("{}: {other:?}: {}", world.vm_name, world.status().await),
+        }
+    }
+    println!(
+        "automatic full adoption: 10 of 10 VMs from Plan success to Succeeded in {:?} (the test plays Flux at once)",
+        succeeded.elapsed()
+    );
+    controller.stop().await;
+    for h in helm {
+        h.await.unwrap().unwrap();
+    }
+    for (world, _) in worlds {
+        world.assert_adopted("Halted").await.unwrap();
+        world.cleanup().await.unwrap();
+    }
 }
