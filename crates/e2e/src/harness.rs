@@ -62,6 +62,11 @@ impl Running {
         self.metrics
     }
 
+    /// The metrics so far.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Successful label and record writes so far.
     pub fn writes(&self) -> u64 {
         self.metrics.writes_ok(Write::VmLabels) + self.metrics.writes_ok(Write::TrackingConfigMap)

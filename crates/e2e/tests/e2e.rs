@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use kube::{
     Api,
-    api::{DeleteParams, ListParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams},
 };
-use vm_import_adoption_controller::metrics::Write;
+use serde_json::json;
+use vm_import_adoption_controller::metrics::{Outcome, Write};
 use vm_import_e2e::{cluster, harness, objects, tenant::Tenant};
 
 async fn env(prefix: &str) -> Tenant {
@@ -233,6 +234,51 @@ async fn vm_outside_the_target_namespace_is_refused_with_a_warning() {
     controller.stop().await;
     cluster::delete_namespace(&env.client, &other).await.unwrap();
     env.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
+async fn a_vm_in_a_namespace_being_deleted_is_not_adopted_and_costs_no_retry() {
+    let env = env("vm-import-e2e-terminating").await;
+    env.import("import-g", &["vm-1"], true, true).await.unwrap();
+    // Finalizers keep the VM and its Plan while the namespace is being deleted.
+    let hold = json!({"metadata": {"finalizers": ["vm-import.cozystack.io/e2e-hold"]}});
+    env.vms
+        .patch("vm-1", &PatchParams::default(), &Patch::Merge(hold.clone()))
+        .await
+        .unwrap();
+    env.plans
+        .patch("import-g", &PatchParams::default(), &Patch::Merge(hold))
+        .await
+        .unwrap();
+    let controller = harness::start(&env.client, None);
+    cluster::delete_namespace(&env.client, &env.ns).await.unwrap();
+    cluster::wait_for("VM marked for deletion", Duration::from_secs(30), || async {
+        env.vms.get("vm-1").await.ok()?.metadata.deletion_timestamp.map(drop)
+    })
+    .await
+    .unwrap();
+    let before = controller.metrics().reconciles(Outcome::Error);
+    env.succeed("import-g", &["vm-1"]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(env.labels("vm-1").await.unwrap().get("cozystack.io/adopted").is_none());
+    assert_eq!(controller.writes(), 0, "nothing written for a VM going away");
+    assert_eq!(
+        controller.metrics().reconciles(Outcome::Error),
+        before,
+        "no failed reconcile, so no retry"
+    );
+    assert!(controller.metrics().refusals("going_away") >= 1);
+    controller.stop().await;
+    let release = json!({"metadata": {"finalizers": null}});
+    env.vms
+        .patch("vm-1", &PatchParams::default(), &Patch::Merge(release.clone()))
+        .await
+        .unwrap();
+    env.plans
+        .patch("import-g", &PatchParams::default(), &Patch::Merge(release))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

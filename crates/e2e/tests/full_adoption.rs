@@ -109,12 +109,27 @@ async fn automatic_full_adoption_turns_every_succeeded_vm_into_a_vminstance() {
     // and the full adoption must never fail for reading the VM before its labels.
     let mut worlds = Vec::new();
     for i in 0..10 {
-        let world = World::with_labels(&client, "vm-import-e2e-auto", &format!("auto-{i:02}"), 1, "Halted", json!({}))
+        let world = World::with_labels(
+            &client,
+            "vm-import-e2e-auto",
+            &format!("auto-{i:02}"),
+            1,
+            "Halted",
+            json!({}),
+        )
+        .await
+        .unwrap();
+        let plans = cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Plan", "plans", &world.ns);
+        let providers = cluster::dynamic(
+            &client,
+            "forklift.konveyor.io/v1beta1",
+            "Provider",
+            "providers",
+            &world.ns,
+        );
+        cluster::create(&providers, objects::provider("vcenter", &world.ns))
             .await
             .unwrap();
-        let plans = cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Plan", "plans", &world.ns);
-        let providers = cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Provider", "providers", &world.ns);
-        cluster::create(&providers, objects::provider("vcenter", &world.ns)).await.unwrap();
         let mut plan = objects::plan("import", &world.ns, "vcenter", &["vm-1".into()], true);
         plan["metadata"]["annotations"]["vm-import.cozystack.io/adoption-mode"] = json!("full");
         let plan = cluster::create(&plans, plan).await.unwrap();
@@ -125,7 +140,11 @@ async fn automatic_full_adoption_turns_every_succeeded_vm_into_a_vminstance() {
         let labels = objects::forklift_labels(&uid, "import", &world.ns, "vm-1", true);
         world
             .vms
-            .patch(&world.vm_name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": labels}})))
+            .patch(
+                &world.vm_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": labels}})),
+            )
             .await
             .unwrap();
         worlds.push((world, plans));
