@@ -60,7 +60,7 @@ pub fn adoptions_waiting_on(
         .iter()
         .filter(|a| a.metadata.namespace.as_deref() == Some(ns))
         .filter(|a| {
-            let phase = a.status.as_ref().map(|s| s.phase.clone()).unwrap_or_default();
+            let phase = a.status.as_ref().map(|s| s.phase).unwrap_or_default();
             !matches!(phase, Phase::Succeeded | Phase::Failed)
         })
         .filter(|a| {

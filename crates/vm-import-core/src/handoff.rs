@@ -432,7 +432,8 @@ mod tests {
     #[test]
     fn only_a_vm_that_cannot_start_counts_as_stopped() {
         // (runStrategy, running, instance exists, start under way) => stopped, halted
-        let table: [(Option<&str>, Option<bool>, bool, bool, bool, bool); 16] = [
+        type Row = (Option<&'static str>, Option<bool>, bool, bool, bool, bool);
+        let table: [Row; 16] = [
             (Some("Halted"), None, false, false, true, true),
             (Some("Halted"), None, true, false, false, true),
             (Some("Always"), None, false, false, false, false),

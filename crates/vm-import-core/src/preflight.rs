@@ -99,9 +99,12 @@ pub enum NotYet {
     LabelAdoption(String),
 }
 
+/// [`admit`]'s verdict: go on, wait ([`NotYet`]), or refuse ([`Invalid`]).
+pub type Admission = Result<(), Result<NotYet, Invalid>>;
+
 /// The first checks, in order: the VM exists, is not being deleted, and is
 /// label-adopted (or about to be: [`NotYet`]). `vm` is a fresh read of VM `name`.
-pub fn admit(name: &str, vm: Option<&Value>) -> Result<(), Result<NotYet, Invalid>> {
+pub fn admit(name: &str, vm: Option<&Value>) -> Admission {
     let Some(vm) = vm else {
         return Err(Err(Invalid::VmNotFound(name.into())));
     };
@@ -250,7 +253,7 @@ mod tests {
             v
         };
         // (the VM as read, the verdict)
-        let table: [(Option<Value>, Result<(), Result<NotYet, Invalid>>); 7] = [
+        let table: [(Option<Value>, Admission); 7] = [
             (None, Err(Err(Invalid::VmNotFound("web".into())))),
             (
                 Some(deleting(foreign.clone())),
