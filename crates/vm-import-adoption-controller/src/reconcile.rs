@@ -134,6 +134,9 @@ pub struct Context {
     /// Whether full adoption runs here, so that Plans asking for it get VMAdoptions.
     pub full_adoption: bool,
     failures: Mutex<HashMap<ObjectRef<VmMeta>, u32>>,
+    /// The last Warning (reason, note) announced for each VM UID, so that a cause is
+    /// announced once, not once per reconcile, re-sync or process start.
+    announced: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl Context {
@@ -159,6 +162,7 @@ impl Context {
             clock: Box::new(|| Timestamp::now().to_string()),
             full_adoption: false,
             failures: Mutex::default(),
+            announced: Mutex::default(),
         }
     }
 
@@ -301,7 +305,7 @@ async fn reconcile_inner(vm: &VmMeta, ctx: &Context) -> Result<Outcome, Error> {
             ctx.metrics.refused(why.reason());
             if why.warrants_warning() {
                 warn!(reason = why.reason(), "refusing adoption: {why}");
-                publish(ctx, vm, EventType::Warning, why.event_reason(), why.to_string()).await;
+                warn_once(ctx, vm, &imported.uid, why.event_reason(), why.to_string()).await;
             } else {
                 debug!(reason = why.reason(), "not adopted: {why}");
             }
@@ -369,6 +373,47 @@ async fn reconcile_inner(vm: &VmMeta, ctx: &Context) -> Result<Outcome, Error> {
             Ok(Outcome::Adopted)
         }
     }
+}
+
+/// Publishes a Warning on `vm` unless the same cause (reason and note) was already
+/// announced: by this process, or, before its first Warning here, as the VM's latest
+/// Event (so a restarted controller does not repeat it).
+async fn warn_once(ctx: &Context, vm: &VmMeta, uid: &str, reason: &str, note: String) {
+    let cause = (reason.to_owned(), note);
+    let known = ctx.announced.lock().ok().and_then(|a| a.get(uid).cloned());
+    let already = match known {
+        Some(known) => known == cause,
+        None => latest_event(ctx, vm, uid).await.is_some_and(|latest| latest == cause),
+    };
+    if !already {
+        publish(ctx, vm, EventType::Warning, reason, cause.1.clone()).await;
+    }
+    if let Ok(mut announced) = ctx.announced.lock() {
+        announced.insert(uid.to_owned(), cause);
+    }
+}
+
+/// The (reason, note) of the latest Event about VM `uid`, if it can be read.
+async fn latest_event(ctx: &Context, vm: &VmMeta, uid: &str) -> Option<(String, String)> {
+    let ns = vm.metadata.namespace.as_deref()?;
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(ctx.client.clone(), ns);
+    let params = kube::api::ListParams::default().fields(&format!("regarding.uid={uid}"));
+    let list = match events.list(&params).await {
+        Ok(list) => list,
+        Err(e) => {
+            debug!(error = %e, "cannot read the VM's Events; announcing");
+            return None;
+        }
+    };
+    let when = |e: &k8s_openapi::api::events::v1::Event| {
+        e.series
+            .as_ref()
+            .map(|s| s.last_observed_time.0)
+            .or_else(|| e.event_time.as_ref().map(|t| t.0))
+            .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+    };
+    let latest = list.items.into_iter().max_by_key(when)?;
+    Some((latest.reason.unwrap_or_default(), latest.note.unwrap_or_default()))
 }
 
 async fn publish(ctx: &Context, vm: &VmMeta, type_: EventType, reason: &str, note: String) {
