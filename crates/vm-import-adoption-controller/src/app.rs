@@ -105,6 +105,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         .unwrap_or_else(|| format!("{CONTROLLER_NAME}-{}", std::process::id()));
     let config = RunConfig {
         concurrency: args.concurrency,
+        resync: (args.resync_interval > 0).then(|| std::time::Duration::from_secs(args.resync_interval)),
     };
     let full = args.full_adoption.then(|| Charts {
         instance: args.vm_instance_chart.clone(),

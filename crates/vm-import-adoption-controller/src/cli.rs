@@ -55,6 +55,11 @@ pub struct Args {
     /// How many VMs may be reconciled at once.
     #[arg(long, env = "VM_IMPORT_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+    /// Seconds between two safety re-syncs, which reconcile every watched VM again from
+    /// the caches (0: never). Work lost for any reason is redone within this time; a
+    /// settled cluster costs no write.
+    #[arg(long, env = "VM_IMPORT_RESYNC_INTERVAL", default_value_t = 600)]
+    pub resync_interval: u64,
 
     /// Run full adoption: reconcile VMAdoptions (needs the VMAdoption CRD and the
     /// chart's full-adoption RBAC).

@@ -5,6 +5,7 @@
 //!  Plans ──parse──► Plan index ──(parsed facts changed)──► VMs whose `plan` label is its UID ──► reconcile
 //!  Providers ──parse──► Provider index (type only; triggers nothing)
 //!  tracking ConfigMaps ──reflect──► record store ──(any change or deletion)──► owning VM ──► reconcile
+//!  every `resync` (10 min by default) ──► every VM of the store ──► reconcile (the safety re-sync)
 //! ```
 //!
 //! The streams are parameters, so production passes API watchers and the tests pass
@@ -13,6 +14,7 @@
 use std::{
     hash::{DefaultHasher, Hash, Hasher},
     sync::Arc,
+    time::Duration,
 };
 
 use futures::{Stream, StreamExt, TryStreamExt, future};
@@ -65,6 +67,17 @@ pub struct Writers {
 pub struct RunConfig {
     /// How many VMs may be reconciled at once.
     pub concurrency: u16,
+    /// How often every watched VM is reconciled again (the safety re-sync), if at all.
+    pub resync: Option<Duration>,
+}
+
+/// Ticks once every `every` (never when `None`), for the safety re-sync.
+pub fn resync_ticks(every: Option<Duration>) -> impl Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(every, |every| async move {
+        let every = every?;
+        tokio::time::sleep(every).await;
+        Some(((), Some(every)))
+    })
 }
 
 /// Reduces a cached VM to what the rules read: identity, `resourceVersion` and the
@@ -199,6 +212,7 @@ where
         .watches_stream(plans, move |plan: Plan| vms_of_plan(&vm_store, &plan))
         .watches_stream(providers, |_: Provider| Vec::<ObjectRef<VmMeta>>::new())
         .owns_stream(records)
+        .reconcile_all_on(resync_ticks(config.resync))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
 }

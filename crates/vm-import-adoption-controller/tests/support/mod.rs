@@ -422,7 +422,10 @@ where
             records: record_writer,
         },
         ctx.clone(),
-        RunConfig { concurrency },
+        RunConfig {
+            concurrency,
+            resync: None,
+        },
         shutdown,
     );
     (
