@@ -24,6 +24,11 @@ pub struct Running {
 
 /// Starts the controller against `client`; with `full`, full adoption too.
 pub fn start(client: &Client, full: Option<Charts>) -> Running {
+    start_with_resync(client, full, None)
+}
+
+/// As [`start`], with a safety re-sync every `resync`.
+pub fn start_with_resync(client: &Client, full: Option<Charts>, resync: Option<Duration>) -> Running {
     let metrics = Arc::new(Metrics::default());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn({
@@ -33,7 +38,10 @@ pub fn start(client: &Client, full: Option<Charts>) -> Running {
             app::run_controller(
                 &client,
                 "e2e",
-                RunConfig { concurrency: 16 },
+                RunConfig {
+                    concurrency: 16,
+                    resync,
+                },
                 full.as_ref(),
                 &metrics,
                 &ready,
@@ -51,11 +59,11 @@ impl Running {
     /// Stops it (as SIGTERM would), returning its metrics.
     ///
     /// # Panics
-    /// When it does not stop within 10 seconds: a test failure.
+    /// When it does not stop within 5 seconds: a test failure.
     #[allow(clippy::expect_used)]
     pub async fn stop(self) -> Arc<Metrics> {
         let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task)
+        tokio::time::timeout(Duration::from_secs(5), self.task)
             .await
             .expect("controller stops")
             .expect("task");

@@ -11,6 +11,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
 use kube::{Api, Client, api::DynamicObject};
 use serde_json::Value;
+use vm_import_adoption_controller::resources::VirtualMachine;
 
 use crate::{
     cluster::{self, Error},
@@ -128,11 +129,16 @@ impl Tenant {
         Ok(started.elapsed())
     }
 
-    /// How many VMs of this namespace are adopted.
-    pub async fn adopted(&self) -> Result<usize, Error> {
-        let list = self
-            .vms
-            .list(&kube::api::ListParams::default().labels("cozystack.io/adopted=true"))
+    /// How many VMs of this namespace are adopted; with `plan_uid`, of that Plan only.
+    /// Metadata only, so that polling it loads the API server little.
+    pub async fn adopted(&self, plan_uid: Option<&str>) -> Result<usize, Error> {
+        let vms: Api<VirtualMachine> = Api::namespaced(self.client.clone(), &self.ns);
+        let selector = match plan_uid {
+            Some(uid) => format!("cozystack.io/adopted=true,plan={uid}"),
+            None => "cozystack.io/adopted=true".to_owned(),
+        };
+        let list = vms
+            .list_metadata(&kube::api::ListParams::default().labels(&selector))
             .await
             .map_err(cluster::failed("list adopted VMs"))?;
         Ok(list.items.len())

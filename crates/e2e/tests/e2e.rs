@@ -144,6 +144,21 @@ async fn restarts_make_no_writes() {
         assert_eq!(metrics.writes_ok(Write::Event), 0);
     }
     assert_eq!(versions(&env).await, before, "nothing changed across restarts");
+    // The safety re-sync reconciles every VM again, and writes nothing on a settled cluster.
+    let resyncing = harness::start_with_resync(&env.client, None, Some(Duration::from_secs(1)));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let metrics = resyncing.stop().await;
+    assert!(
+        metrics.reconciles(Outcome::Settled) >= 2 * 3,
+        "each VM reconciled again on every re-sync: {}",
+        metrics.reconciles(Outcome::Settled)
+    );
+    assert_eq!(
+        metrics.writes_ok(Write::VmLabels) + metrics.writes_ok(Write::TrackingConfigMap),
+        0
+    );
+    assert_eq!(metrics.writes_ok(Write::Event), 0);
+    assert_eq!(versions(&env).await, before, "nothing changed by the re-syncs");
     env.cleanup().await.unwrap();
 }
 
@@ -232,6 +247,12 @@ async fn vm_outside_the_target_namespace_is_refused_with_a_warning() {
     let intruder = other_vms.get("vm-1").await.unwrap();
     assert!(!intruder.metadata.labels.unwrap().contains_key("cozystack.io/adopted"));
     controller.stop().await;
+    // A restarted controller refuses the VM again, but does not announce it again.
+    let restarted = harness::start(&env.client, None);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = restarted.stop().await;
+    assert!(metrics.refusals("namespace_mismatch") >= 1, "it was judged again");
+    assert_eq!(metrics.writes_ok(Write::Event), 0, "the same Warning is not sent twice");
     cluster::delete_namespace(&env.client, &other).await.unwrap();
     env.cleanup().await.unwrap();
 }

@@ -186,6 +186,46 @@ async fn plan_status_flip_adopts_its_vms_and_only_them() {
 }
 
 #[tokio::test]
+async fn a_relist_with_a_trigger_arriving_mid_relist_loses_nothing() {
+    let r = Running::start();
+    let web = vm(NS, "web", forklift_labels("plan-a", "vm-1"));
+    r.list_all(
+        vec![web.clone()],
+        vec![plan(NS, "import-a", "plan-a", running_status(&["vm-1", "vm-2"]))],
+        vec![provider(NS, "vcenter", "vsphere")],
+        vec![],
+    );
+    r.wait_reconciles(1).await;
+    r.assert_quiet(1, 0).await;
+
+    // The watches expired (an API server restart): both relist. Meanwhile VM db was
+    // created and the Plan succeeded; the Plan's trigger arrives while the VM store is
+    // still being relisted, before db is in it.
+    let db = vm(NS, "db", forklift_labels("plan-a", "vm-2"));
+    let mut done = plan(NS, "import-a", "plan-a", succeeded_status(&["vm-1", "vm-2"]));
+    done.metadata.resource_version = Some("2".into());
+    send(&r.vms, watcher::Event::Init);
+    send(&r.vms, watcher::Event::InitApply(web.clone()));
+    send(&r.plans, watcher::Event::Init);
+    send(&r.plans, watcher::Event::InitApply(done));
+    send(&r.plans, watcher::Event::InitDone);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send(&r.vms, watcher::Event::InitApply(db));
+    send(&r.vms, watcher::Event::InitDone);
+
+    // Every VM of the relisted store is reconciled once it is complete: both adopted.
+    let writes = r.api.wait_for_writes(6).await;
+    let labelled: Vec<&str> = writes
+        .iter()
+        .filter(|w| w.path.contains("/virtualmachines/"))
+        .map(|w| w.body["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert!(labelled.contains(&"web") && labelled.contains(&"db"), "{labelled:?}");
+    assert_eq!(r.metrics().reconciles(Outcome::Adopted), 2);
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn irrelevant_changes_do_not_reconcile() {
     let r = Running::start();
     let web = vm(NS, "web", forklift_labels("plan-a", "vm-1"));
