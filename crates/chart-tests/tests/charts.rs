@@ -545,6 +545,7 @@ fn controller_rbac_is_least_privilege() {
             ("", "configmaps", "patch"),
             ("events.k8s.io", "events", "create"),
             ("events.k8s.io", "events", "patch"),
+            ("events.k8s.io", "events", "list"),
         ])
     );
     assert!(
@@ -570,6 +571,8 @@ fn controller_rbac_is_least_privilege() {
             ("", "persistentvolumes", "get"),
             ("", "persistentvolumes", "patch"),
             ("", "persistentvolumeclaims", "get"),
+            ("", "persistentvolumeclaims", "list"),
+            ("", "persistentvolumeclaims", "watch"),
             ("", "persistentvolumeclaims", "create"),
             ("", "persistentvolumeclaims", "patch"),
             ("", "persistentvolumeclaims", "delete"),
