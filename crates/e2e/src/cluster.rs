@@ -47,6 +47,29 @@ pub async fn client() -> Result<Client, Error> {
     Ok(client)
 }
 
+/// The cluster (server and CA) of the current kubeconfig context.
+pub fn current_cluster() -> Result<kube::config::Cluster, Error> {
+    let bad = |detail: String| Error::TestData("kubeconfig".into(), detail);
+    let kubeconfig = kube::config::Kubeconfig::read().map_err(|e| bad(e.to_string()))?;
+    let context = kubeconfig
+        .current_context
+        .clone()
+        .ok_or_else(|| bad("no current context".into()))?;
+    let cluster_name = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .ok_or_else(|| bad(format!("no context {context}")))?;
+    kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster_name)
+        .and_then(|c| c.cluster.clone())
+        .ok_or_else(|| bad(format!("no cluster {cluster_name}")))
+}
+
 /// Wraps an API error with what was being done.
 pub fn failed(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     let what = what.into();

@@ -15,11 +15,7 @@ use k8s_openapi::api::{
     core::v1::ServiceAccount,
     rbac::v1::{Role, RoleBinding},
 };
-use kube::{
-    Api,
-    api::PostParams,
-    config::{Kubeconfig, KubeconfigError},
-};
+use kube::{Api, api::PostParams};
 use serde_json::json;
 use tower::ServiceExt;
 use vm_import_console::{
@@ -30,21 +26,7 @@ use vm_import_e2e::cluster;
 
 /// The current kubeconfig context's server and CA, for the console's own clients.
 fn target() -> Target {
-    let kubeconfig = Kubeconfig::read().unwrap_or_else(|e: KubeconfigError| panic!("{e}"));
-    let context = kubeconfig.current_context.clone().unwrap();
-    let cluster_name = kubeconfig
-        .contexts
-        .iter()
-        .find(|c| c.name == context)
-        .and_then(|c| c.context.as_ref())
-        .map(|c| c.cluster.clone())
-        .unwrap();
-    let cluster = kubeconfig
-        .clusters
-        .iter()
-        .find(|c| c.name == cluster_name)
-        .and_then(|c| c.cluster.clone())
-        .unwrap();
+    let cluster = cluster::current_cluster().unwrap_or_else(|e| panic!("{e}"));
     Target {
         server: cluster.server.unwrap(),
         ca_file: cluster.certificate_authority.clone(),

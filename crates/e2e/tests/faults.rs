@@ -69,6 +69,14 @@ async fn an_api_server_restart_loses_no_work() {
 
     cluster_script(&["up", "apiserver"]).await.unwrap();
     let readyz = Instant::now();
+    // A VM whose import is created and completed as soon as the API server answers.
+    import_and_adopt(&t, "first", 1, Duration::from_secs(10)).await;
+    let first_after_readyz = readyz.elapsed();
+    println!("API server restart: a VM imported at /readyz adopted {first_after_readyz:?} after it");
+    assert!(
+        first_after_readyz < Duration::from_secs(5),
+        "{first_after_readyz:?} after /readyz"
+    );
     // 1,000 VMs (and their claims) created and completed right after the API server
     // answers again.
     let (first, all) = import_and_adopt(&t, "after", 1000, Duration::from_secs(60)).await;

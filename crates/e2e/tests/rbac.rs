@@ -80,21 +80,7 @@ async fn apply_rbac(client: &Client, namespace: &str, manifests: &[DynamicObject
 
 /// A kubeconfig for the current cluster that authenticates with `token` only.
 fn token_kubeconfig(token: &str) -> PathBuf {
-    let current = Kubeconfig::read().unwrap();
-    let context = current.current_context.clone().unwrap();
-    let cluster_name = current
-        .contexts
-        .iter()
-        .find(|c| c.name == context)
-        .and_then(|c| c.context.as_ref())
-        .map(|c| c.cluster.clone())
-        .unwrap();
-    let cluster = current
-        .clusters
-        .iter()
-        .find(|c| c.name == cluster_name)
-        .and_then(|c| c.cluster.clone())
-        .unwrap();
+    let cluster = cluster::current_cluster().unwrap_or_else(|e| panic!("{e}"));
     let config = json!({
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "c", "cluster": {
