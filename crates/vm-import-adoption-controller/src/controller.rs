@@ -160,7 +160,8 @@ fn observed<K: Resource>(ctx: &Context, event: &watcher::Event<K>, listed: &Gate
         watcher::Event::Init => return,
     };
     if let (Some(ns), Some(name)) = (obj.meta().namespace.as_deref(), obj.meta().name.as_deref()) {
-        ctx.expectations.observed(&key(ns, name));
+        ctx.expectations
+            .observed(&key(ns, name), obj.meta().resource_version.as_deref());
     }
 }
 

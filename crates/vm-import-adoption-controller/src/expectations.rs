@@ -5,8 +5,10 @@
 //! in that window would see the write as missing and repeat it. Each write therefore
 //! records the `resourceVersion` it was based on (or its absence). While the cache
 //! still shows exactly that version, the reconciler trusts the write instead of the
-//! cache. The first watch event for the object, of any kind, clears the expectation, so
-//! a later change or deletion by someone else is never masked.
+//! cache. The first watch event for the object with another version, of any kind,
+//! clears the expectation, so a later change or deletion by someone else is never
+//! masked. An event that still carries the version the write was based on (a relist
+//! served from before the write) leaves it in place.
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -24,9 +26,12 @@ impl Expectations {
         }
     }
 
-    /// A watch event arrived for `key`: the cache is now at least as new as the write.
-    pub fn observed(&self, key: &str) {
-        if let Ok(mut pending) = self.pending.lock() {
+    /// A watch event arrived for `key` with version `version`: unless that is still the
+    /// version the write was based on, the cache is now at least as new as the write.
+    pub fn observed(&self, key: &str, version: Option<&str>) {
+        if let Ok(mut pending) = self.pending.lock()
+            && pending.get(key).is_some_and(|based_on| based_on.as_deref() != version)
+        {
             pending.remove(key);
         }
     }
@@ -63,11 +68,22 @@ mod tests {
         e.wrote("cm/ns/a", None);
         assert!(e.cache_is_stale("cm/ns/a", None), "cache still shows the object absent");
         assert!(!e.cache_is_stale("cm/ns/a", Some("12")), "cache already moved on");
-        e.observed("cm/ns/a");
+        e.observed("cm/ns/a", Some("12"));
         assert!(
             !e.cache_is_stale("cm/ns/a", None),
             "a deletion after the write is seen as such"
         );
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn a_relist_from_before_the_write_does_not_clear_it() {
+        let e = Expectations::default();
+        e.wrote("vm/ns/a", Some("7"));
+        e.observed("vm/ns/a", Some("7")); // relisted at the version the write was based on
+        assert!(e.cache_is_stale("vm/ns/a", Some("7")), "still the old version");
+        e.observed("vm/ns/a", Some("9"));
+        assert!(!e.cache_is_stale("vm/ns/a", Some("7")));
         assert!(e.is_empty());
     }
 
