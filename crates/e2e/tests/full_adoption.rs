@@ -43,7 +43,7 @@ async fn an_imported_vm_becomes_a_vminstance_on_the_same_pvs_through_a_restart()
     controller.stop().await;
     world.assert_no_data_at_risk().await.unwrap();
     let controller = harness::start(&client, Some(Charts::default()));
-    let done = cluster::wait_for("adoption succeeded", Duration::from_secs(60), || async {
+    let done = cluster::wait_for("adoption succeeded", Duration::from_secs(120), || async {
         (world.phase().await == Some(Phase::Succeeded)).then_some(())
     })
     .await;
