@@ -12,10 +12,12 @@ trap 'scripts/cluster.sh stop' EXIT
 eval "$(scripts/cluster.sh start)"
 export VM_IMPORT_E2E=1
 
-cargo build --locked -p vm-import-adoption-controller -p vm-import-e2e --bins
+# `--workspace` everywhere: the same feature set as `make unit`'s build, so nothing is
+# built twice.
+cargo build --locked --workspace --bins
 export VM_IMPORT_CONTROLLER_BIN="$PWD/target/debug/vm-import-adoption-controller"
 echo "e2e: the real-cluster tests (VM_IMPORT_E2E=1), against $(sed -n 's/.*server: "\([^"]*\)".*/\1/p' "$KUBECONFIG" | head -1)"
-cargo nextest run --locked -p vm-import-e2e --run-ignored only --no-fail-fast
+cargo nextest run --locked --workspace --run-ignored only --no-fail-fast -E 'package(vm-import-e2e)'
 
 # The controller as it ships (release profile); the harness itself needs no optimising.
 cargo build --locked --release -p vm-import-adoption-controller
