@@ -225,7 +225,7 @@ async fn a_sigkill_after_every_handoff_write_loses_nothing() {
     if let Err(e) = done {
         panic!("{e}: {}", world.status().await);
     }
-    controller.terminate(Duration::from_secs(5)).await.unwrap();
+    controller.terminate(Duration::from_secs(15)).await.unwrap();
     helm.await.unwrap().unwrap();
     // Two disks: Retain, owners, new claim, old claim, rebind and DataVolume and VMDisk
     // each, the VMInstance, the old VM; no write is ever repeated after a kill.
