@@ -5,7 +5,8 @@
 //!   (unknown fields are errors here, so a typo cannot hide behind pruning);
 //! - core kinds with `kubernetes-validate --strict` for Kubernetes 1.33.
 //!
-//! The tests live in `tests/`; this library only runs tools and loads schemas.
+//! The tests live in `tests/`; this library runs tools and loads schemas, and holds a
+//! model of Cozystack's vm-instance chart ([`vm_instance`]) for the sync's tests.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -15,6 +16,8 @@ use std::{
 };
 
 use serde_json::Value;
+
+pub mod vm_instance;
 
 /// Why a render, a lint or a validation failed.
 #[derive(Debug, thiserror::Error)]

@@ -203,6 +203,17 @@ pub enum MappingError {
     NoSizing,
 }
 
+/// Where the VM being mapped comes from, for the few rules that differ.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Forklift imported it: every disk is handed over to a new VMDisk.
+    Imported,
+    /// The vm-instance chart rendered it (a fully adopted VM): its disks are VMDisks
+    /// already, and what the chart itself renders (cloud-init disk, node affinity) or
+    /// KubeVirt defaults (machine type) is not a setting of the VM's own.
+    Rendered,
+}
+
 /// Maps `vm` (a `kubevirt.io/v1` VirtualMachine as JSON) to the apps' values, given
 /// the PVCs it uses by name.
 pub fn map_vm(
@@ -215,48 +226,84 @@ pub fn map_vm(
     if !is_dns1123_label(instance) || longest_disk.len() > MAX_RELEASE_NAME {
         return Err(MappingError::InstanceName { name: instance.into() });
     }
+    let mut warnings = Vec::new();
+    let mut mapped = Vec::new();
+    let values = values_of(
+        vm,
+        request,
+        Origin::Imported,
+        &mut warnings,
+        |template, devices, warnings| {
+            mapped = disks(template, devices, instance, claims, warnings)?;
+            Ok(mapped
+                .iter()
+                .map(|(d, bus)| DiskRef {
+                    name: d.app_name.clone(),
+                    bus: bus.clone(),
+                })
+                .collect())
+        },
+    )?;
+    Ok(InstanceMapping {
+        instance_name: instance.to_owned(),
+        vm_name: format!("{INSTANCE_PREFIX}{instance}"),
+        run_strategy: values.run_strategy.clone(),
+        values,
+        disks: mapped.into_iter().map(|(d, _)| d).collect(),
+        warnings,
+    })
+}
+
+/// The `vm-instance` values that `vm`, a VirtualMachine the vm-instance chart rendered
+/// (a fully adopted VM, as it is now), expresses, with every setting of it those values
+/// cannot express, one sentence each: the same rules as [`map_vm`], so that the sync and
+/// the adoption never disagree. A disk is a VMDisk when its volume is the DataVolume
+/// (or PVC) `vm-disk-<name>`.
+pub fn rendered_values(vm: &Value) -> Result<(InstanceValues, Vec<String>), MappingError> {
+    let mut warnings = Vec::new();
+    let values = values_of(
+        vm,
+        &InstanceRequest::default(),
+        Origin::Rendered,
+        &mut warnings,
+        rendered_disks,
+    )?;
+    Ok((values, warnings))
+}
+
+fn values_of(
+    vm: &Value,
+    request: &InstanceRequest,
+    origin: Origin,
+    warnings: &mut Vec<String>,
+    disks: impl FnOnce(&Value, &Value, &mut Vec<String>) -> Result<Vec<DiskRef>, MappingError>,
+) -> Result<InstanceValues, MappingError> {
     let spec = object(vm.get("spec"), "spec")?;
     let template = object(spec.get("template").and_then(|t| t.get("spec")), "spec.template.spec")?;
     let domain = object(template.get("domain"), "spec.template.spec.domain")?;
     let devices = domain.get("devices").cloned().unwrap_or(Value::Null);
-    let mut warnings = Vec::new();
 
-    let run_strategy = run_strategy(spec, &mut warnings);
-    let (instance_type, resources) = sizing(spec, domain, request, &mut warnings)?;
+    let run_strategy = run_strategy(spec, warnings);
+    let (instance_type, resources) = sizing(spec, domain, request, warnings)?;
     let instance_profile = match (&request.instance_profile, spec.get("preference")) {
         (Some(profile), _) => profile.clone(),
-        (None, Some(pref)) => cluster_scoped_name(pref, "VirtualMachineClusterPreference", "preference", &mut warnings),
+        (None, Some(pref)) => cluster_scoped_name(pref, "VirtualMachineClusterPreference", "preference", warnings),
         (None, None) => String::new(),
     };
-    let disks = disks(template, &devices, instance, claims, &mut warnings)?;
-    let networks = networks(template, &devices, vm, &mut warnings)?;
-    let gpus = gpus(&devices, &mut warnings)?;
+    let disks = disks(template, &devices, warnings)?;
+    let networks = networks(template, &devices, vm, warnings)?;
+    let gpus = gpus(&devices, warnings)?;
     let cpu_model = str_at(domain, &["cpu", "model"]).unwrap_or_default().to_owned();
-    other_settings(spec, template, domain, &devices, &mut warnings);
-
-    let values = InstanceValues {
-        run_strategy: run_strategy.clone(),
+    other_settings(spec, template, domain, &devices, origin, warnings);
+    Ok(InstanceValues {
+        run_strategy,
         instance_type,
         instance_profile,
-        disks: disks
-            .iter()
-            .map(|(d, bus)| DiskRef {
-                name: d.app_name.clone(),
-                bus: bus.clone(),
-            })
-            .collect(),
+        disks,
         networks,
         gpus,
         cpu_model,
         resources,
-    };
-    Ok(InstanceMapping {
-        instance_name: instance.to_owned(),
-        vm_name: format!("{INSTANCE_PREFIX}{instance}"),
-        values,
-        disks: disks.into_iter().map(|(d, _)| d).collect(),
-        run_strategy,
-        warnings,
     })
 }
 
@@ -473,6 +520,66 @@ fn disks(
     Ok(out)
 }
 
+/// The disks of a rendered VM, in boot order: each VMDisk (volume `vm-disk-<name>`) as
+/// the chart's `disks[]` entry; any other disk is a setting values cannot express.
+fn rendered_disks(template: &Value, devices: &Value, warnings: &mut Vec<String>) -> Result<Vec<DiskRef>, MappingError> {
+    let volumes = array(template.get("volumes"), "spec.template.spec.volumes")?;
+    let by_name: BTreeMap<&str, &Value> = volumes
+        .iter()
+        .filter_map(|v| Some((v.get("name")?.as_str()?, v)))
+        .collect();
+    let mut ordered: Vec<(Option<u64>, usize, &Value)> = array(devices.get("disks"), "domain.devices.disks")?
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.get("bootOrder").and_then(Value::as_u64), i, d))
+        .collect();
+    ordered.sort_by_key(|(boot, i, _)| (boot.is_none(), *boot, *i));
+    let mut out = Vec::new();
+    for (_, _, disk) in ordered {
+        let name = disk.get("name").and_then(Value::as_str).unwrap_or_default();
+        let Some(volume) = by_name.get(name) else {
+            warnings.push(format!("disk {name:?} has no volume; the next Helm upgrade removes it"));
+            continue;
+        };
+        if volume.get("cloudInitNoCloud").is_some() || volume.get("cloudInitConfigDrive").is_some() {
+            continue; // the chart's own, from cloudInit and sshKeys
+        }
+        let claim =
+            str_at(volume, &["dataVolume", "name"]).or_else(|| str_at(volume, &["persistentVolumeClaim", "claimName"]));
+        match claim
+            .and_then(|c| c.strip_prefix(DISK_PREFIX))
+            .filter(|app| !app.is_empty())
+        {
+            Some(app) => {
+                let bus = ["disk", "cdrom", "lun"]
+                    .iter()
+                    .find_map(|kind| str_at(disk, &[kind, "bus"]))
+                    .map(str::to_owned);
+                out.push(DiskRef {
+                    name: app.to_owned(),
+                    bus,
+                });
+            }
+            None => {
+                let what = match claim {
+                    Some(claim) => format!("volume {claim:?}"),
+                    None => format!(
+                        "a {} volume",
+                        volume
+                            .as_object()
+                            .and_then(|o| o.keys().find(|k| *k != "name"))
+                            .map_or("unknown", String::as_str)
+                    ),
+                };
+                warnings.push(format!(
+                    "disk {name:?} ({what}) is not a VMDisk, so vm-instance cannot express it; the next Helm upgrade detaches it"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn networks(
     template: &Value,
     devices: &Value,
@@ -546,7 +653,14 @@ fn gpus(devices: &Value, warnings: &mut Vec<String>) -> Result<Vec<NameRef>, Map
 }
 
 /// Settings the mapping does not carry over, reported one by one.
-fn other_settings(spec: &Value, template: &Value, domain: &Value, devices: &Value, warnings: &mut Vec<String>) {
+fn other_settings(
+    spec: &Value,
+    template: &Value,
+    domain: &Value,
+    devices: &Value,
+    origin: Origin,
+    warnings: &mut Vec<String>,
+) {
     if let Some(efi) = domain
         .get("firmware")
         .and_then(|f| f.get("bootloader"))
@@ -564,7 +678,7 @@ fn other_settings(spec: &Value, template: &Value, domain: &Value, devices: &Valu
     if devices.get("tpm").is_some() {
         warnings.push("the TPM device is not carried over".into());
     }
-    if let Some(machine) = str_at(domain, &["machine", "type"]) {
+    if let Some(machine) = str_at(domain, &["machine", "type"]).filter(|_| origin == Origin::Imported) {
         warnings.push(format!(
             "machine type {machine} is not carried over; vm-instance uses the cluster's default"
         ));
@@ -582,7 +696,8 @@ fn other_settings(spec: &Value, template: &Value, domain: &Value, devices: &Valu
         warnings.push("dedicated CPU placement is not carried over".into());
     }
     for key in ["nodeSelector", "affinity", "tolerations", "evictionStrategy"] {
-        if template.get(key).is_some() {
+        // The chart renders a node affinity of its own (dedicated nodes for Windows).
+        if template.get(key).is_some() && !(key == "affinity" && origin == Origin::Rendered) {
             warnings.push(format!("{key} is not carried over"));
         }
     }

@@ -14,6 +14,7 @@
 //! - [`handoff`]: full adoption's disk handoff, as the next step from observed state.
 //! - [`preflight`]: full adoption's checks before anything is touched.
 //! - [`apps`]: the objects full adoption creates: HelmReleases, claims, DataVolumes, PV patches.
+//! - [`sync`]: the two-way sync of a fully adopted VM with its VMInstance release.
 #![forbid(unsafe_code)]
 
 pub mod adoption;
@@ -25,6 +26,7 @@ pub mod instance;
 pub mod names;
 pub mod plan;
 pub mod preflight;
+pub mod sync;
 pub mod tracking;
 
 pub use adoption::{Decision, decide};

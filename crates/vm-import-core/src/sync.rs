@@ -1,0 +1,503 @@
+//! The two-way sync between a fully adopted VM and its VMInstance release, as a pure
+//! decision: what the live VM says that the release's values do not, and what to do.
+//!
+//! - **VM → Helm:** when helm-controller has applied the release's current values and
+//!   the VM has since changed in a way `vm-instance` values express, the values are
+//!   patched to match the VM, only the keys that differ ([`SYNC_KEYS`]). The live VM is
+//!   read with [`crate::instance::rendered_values`], the same mapping full adoption
+//!   uses.
+//! - **The write** is a JSON merge patch under the sync's own field manager, conditional
+//!   on the release's `resourceVersion`. Not server-side apply: values are schemaless, so
+//!   apply merges `resources` key by key and cannot remove the sizing another manager
+//!   set (a VM switched to an instance type needs exactly that), and it drops any key
+//!   it applied before and omits now.
+//! - **What values cannot express** (a disk that is not a VMDisk, a MAC address, EFI, a
+//!   host device…) is reported, one sentence per setting, never dropped silently.
+//! - **Helm → VM** is helm-controller's job: the sync never writes the VM. While the
+//!   release's latest values are not applied yet, the VM may lag behind them, so the
+//!   sync waits; that is what keeps a values edit from being reverted to the VM's old
+//!   state, and the two from ping-ponging.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::instance::{InstanceValues, rendered_values};
+
+/// Annotation on a VMInstance release: `"false"` turns the sync off for it.
+pub const ANNOTATION_SYNC: &str = "vm-import.cozystack.io/sync";
+/// The field manager of the values the sync writes.
+pub const FIELD_MANAGER: &str = "vm-import-sync";
+/// The values keys the sync keeps equal to the VM, in this order.
+pub const SYNC_KEYS: [&str; 8] = [
+    "runStrategy",
+    "instanceType",
+    "instanceProfile",
+    "resources",
+    "disks",
+    "networks",
+    "gpus",
+    "cpuModel",
+];
+
+/// What the sync needs to know of a VMInstance HelmRelease.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReleaseFacts {
+    /// `spec.values` (an object, or null).
+    pub values: Value,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// `status.observedGeneration`: the generation helm-controller last acted on.
+    pub observed_generation: Option<i64>,
+    /// The `Ready` condition: status, message and the generation it is about.
+    pub ready: Option<ReadyCondition>,
+    /// The release is annotated [`ANNOTATION_SYNC`]`: "false"`.
+    pub disabled: bool,
+}
+
+/// A HelmRelease's `Ready` condition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadyCondition {
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// helm-controller's message.
+    pub message: String,
+    /// The generation the condition is about, when helm-controller says.
+    pub observed_generation: Option<i64>,
+}
+
+impl ReleaseFacts {
+    /// Reads the facts from a HelmRelease as JSON.
+    pub fn of_release(release: &Value) -> Self {
+        let metadata = release.get("metadata").cloned().unwrap_or(Value::Null);
+        let status = release.get("status").cloned().unwrap_or(Value::Null);
+        let ready = status
+            .get("conditions")
+            .and_then(Value::as_array)
+            .and_then(|conditions| {
+                conditions
+                    .iter()
+                    .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+            })
+            .map(|c| ReadyCondition {
+                status: c.get("status").and_then(Value::as_str).unwrap_or("Unknown").to_owned(),
+                message: c.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                observed_generation: c.get("observedGeneration").and_then(Value::as_i64),
+            });
+        Self {
+            values: release.pointer("/spec/values").cloned().unwrap_or(Value::Null),
+            generation: metadata.get("generation").and_then(Value::as_i64),
+            observed_generation: status.get("observedGeneration").and_then(Value::as_i64),
+            ready,
+            disabled: metadata
+                .pointer(&format!("/annotations/{}", ANNOTATION_SYNC.replace('/', "~1")))
+                .and_then(Value::as_str)
+                == Some("false"),
+        }
+    }
+}
+
+/// What the sync does for one adopted VM.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SyncDecision {
+    /// The release is annotated off: nothing is read further or written.
+    Disabled,
+    /// The VM does not exist (helm-controller has not rendered it, or it was deleted).
+    NoVm,
+    /// helm-controller has not applied the release's latest values yet: the VM may
+    /// still show the old ones, so nothing is compared until it has.
+    WaitForRelease,
+    /// helm-controller failed to apply the latest values.
+    ReleaseFailed {
+        /// Its message.
+        message: String,
+    },
+    /// The VM cannot be read as vm-instance values at all.
+    Unreadable {
+        /// Why.
+        reason: String,
+    },
+    /// Values and VM agree on every key values can express.
+    InSync {
+        /// Settings of the VM values cannot express: the next upgrade reverts them.
+        inexpressible: Vec<String>,
+    },
+    /// The VM differs from the values: merge `values` into them.
+    Patch {
+        /// The keys that differ.
+        drifted: Vec<String>,
+        /// The keys that differ with the VM's values for them, as a merge patch of the
+        /// release's values (`null` removes a key).
+        values: Map<String, Value>,
+        /// Settings of the VM values cannot express.
+        inexpressible: Vec<String>,
+    },
+}
+
+/// Decides the sync of one adopted VM: `vm` is the live VirtualMachine as JSON.
+pub fn decide(vm: Option<&Value>, release: &ReleaseFacts) -> SyncDecision {
+    if release.disabled {
+        return SyncDecision::Disabled;
+    }
+    let Some(vm) = vm else {
+        return SyncDecision::NoVm;
+    };
+    let applied = release.generation.is_some() && release.observed_generation == release.generation;
+    match &release.ready {
+        Some(ready) if applied && ready.observed_generation.is_none_or(|g| Some(g) == release.generation) => {
+            match ready.status.as_str() {
+                "True" => {}
+                "False" => {
+                    return SyncDecision::ReleaseFailed {
+                        message: ready.message.clone(),
+                    };
+                }
+                _ => return SyncDecision::WaitForRelease,
+            }
+        }
+        _ => return SyncDecision::WaitForRelease,
+    }
+    let (live, inexpressible) = match rendered_values(vm) {
+        Ok(mapped) => mapped,
+        Err(e) => return SyncDecision::Unreadable { reason: e.to_string() },
+    };
+    let live = synced(&live);
+    let current = effective(&release.values);
+    let drifted: Vec<String> = SYNC_KEYS
+        .iter()
+        .filter(|key| live.get(**key) != current.get(**key))
+        .map(|key| (*key).to_owned())
+        .collect();
+    if drifted.is_empty() {
+        return SyncDecision::InSync { inexpressible };
+    }
+    let values = drifted
+        .iter()
+        .map(|key| {
+            let value = match live.get(key) {
+                // Sized by an instance type: whatever sizing the values hold must go,
+                // or the chart would drop the instance type for it.
+                Some(Value::Object(sizing)) if key == "resources" && sizing.is_empty() => Value::Null,
+                Some(value) => value.clone(),
+                None => Value::Null,
+            };
+            (key.clone(), value)
+        })
+        .collect();
+    SyncDecision::Patch {
+        drifted,
+        values,
+        inexpressible,
+    }
+}
+
+/// The merge patch that writes `values` into a release, conditional on
+/// `resource_version` (the version the decision was made from).
+pub fn patch_body(resource_version: &str, values: &Map<String, Value>) -> Value {
+    json!({
+        "metadata": {"resourceVersion": resource_version},
+        "spec": {"values": values},
+    })
+}
+
+/// The synced keys of mapped values, normalised as [`effective`] normalises a release's.
+fn synced(values: &InstanceValues) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    out.insert("runStrategy".into(), json!(values.run_strategy));
+    out.insert("instanceType".into(), json!(values.instance_type));
+    out.insert("instanceProfile".into(), json!(values.instance_profile));
+    let resources = if values.instance_type.is_empty() {
+        let mut r = Map::new();
+        if let Some(cpu) = values.resources.cpu {
+            r.insert("cpu".into(), json!(cpu));
+        }
+        if let Some(sockets) = values.resources.sockets {
+            r.insert("sockets".into(), json!(sockets));
+        }
+        if let Some(memory) = &values.resources.memory {
+            r.insert("memory".into(), json!(memory));
+        }
+        Value::Object(r)
+    } else {
+        json!({})
+    };
+    out.insert("resources".into(), resources);
+    out.insert(
+        "disks".into(),
+        Value::Array(
+            values
+                .disks
+                .iter()
+                .map(|d| match &d.bus {
+                    Some(bus) => json!({"name": d.name, "bus": bus}),
+                    None => json!({"name": d.name}),
+                })
+                .collect(),
+        ),
+    );
+    let names =
+        |refs: &[crate::instance::NameRef]| Value::Array(refs.iter().map(|r| json!({"name": r.name})).collect());
+    out.insert("networks".into(), names(&values.networks));
+    out.insert("gpus".into(), names(&values.gpus));
+    out.insert("cpuModel".into(), json!(values.cpu_model));
+    out
+}
+
+/// What the vm-instance chart renders from `values`, in the terms of [`SYNC_KEYS`]: the
+/// chart's defaults applied (`runStrategy` from `running`, networks from the deprecated
+/// `subnets`), an instance type dropped when `resources` sizes the VM in full, and
+/// numbers given as strings read as numbers.
+pub fn effective(values: &Value) -> BTreeMap<String, Value> {
+    let text = |key: &str| values.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut out = BTreeMap::new();
+    let run_strategy = match values.get("runStrategy").and_then(Value::as_str) {
+        Some(strategy) => strategy.to_owned(),
+        None => match values.get("running").and_then(Value::as_bool) {
+            Some(false) => "Halted".into(),
+            _ => "Always".into(),
+        },
+    };
+    out.insert("runStrategy".into(), json!(run_strategy));
+
+    let resources = values.get("resources");
+    let number = |key: &str| {
+        let v = resources?.get(key)?;
+        v.as_u64()
+            .or_else(|| v.as_str()?.parse::<u64>().ok())
+            .filter(|n| *n > 0)
+    };
+    let memory = resources
+        .and_then(|r| r.get("memory"))
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty());
+    let (cpu, sockets) = (number("cpu"), number("sockets"));
+    let fully_sized = cpu.is_some() && sockets.is_some() && memory.is_some();
+    let instance_type = if fully_sized {
+        String::new()
+    } else {
+        text("instanceType")
+    };
+    let mut sized = Map::new();
+    if instance_type.is_empty() {
+        if let (Some(cpu), Some(sockets)) = (cpu, sockets) {
+            sized.insert("cpu".into(), json!(cpu));
+            sized.insert("sockets".into(), json!(sockets));
+        }
+        if let Some(memory) = memory {
+            sized.insert("memory".into(), json!(memory));
+        }
+    }
+    out.insert("instanceType".into(), json!(instance_type));
+    out.insert("instanceProfile".into(), json!(text("instanceProfile")));
+    out.insert("resources".into(), Value::Object(sized));
+
+    let list = |key: &str| values.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let disks: Vec<Value> = list("disks")
+        .iter()
+        .map(|d| {
+            let name = d.get("name").and_then(Value::as_str).unwrap_or_default();
+            match d.get("bus").and_then(Value::as_str).filter(|b| !b.is_empty()) {
+                Some(bus) => json!({"name": name, "bus": bus}),
+                None => json!({"name": name}),
+            }
+        })
+        .collect();
+    out.insert("disks".into(), Value::Array(disks));
+    let names = |items: Vec<Value>| -> Vec<Value> {
+        items
+            .iter()
+            .filter_map(|i| i.get("name").and_then(Value::as_str))
+            .map(|name| json!({"name": name}))
+            .collect()
+    };
+    let mut networks = names(list("networks"));
+    for subnet in names(list("subnets")) {
+        if !networks.contains(&subnet) {
+            networks.push(subnet);
+        }
+    }
+    out.insert("networks".into(), Value::Array(networks));
+    out.insert("gpus".into(), Value::Array(names(list("gpus"))));
+    out.insert("cpuModel".into(), json!(text("cpuModel")));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm(run_strategy: &str, cores: u32, memory: &str) -> Value {
+        json!({
+            "metadata": {"name": "vm-instance-web", "namespace": "tenant-a"},
+            "spec": {"runStrategy": run_strategy, "template": {"spec": {
+                "domain": {"cpu": {"cores": cores, "sockets": 1}, "resources": {"requests": {"memory": memory}},
+                           "firmware": {"uuid": "6a1d3e0c-0000-4000-9000-000000000000"}, "machine": {"type": "q35"},
+                           "devices": {"disks": [{"name": "disk-web-disk-0", "disk": {"bus": "virtio"}, "bootOrder": 1}],
+                                       "interfaces": [{"name": "default", "bridge": {}}]}},
+                "networks": [{"name": "default", "pod": {}}],
+                "volumes": [{"name": "disk-web-disk-0", "dataVolume": {"name": "vm-disk-web-disk-0"}}]
+            }}}
+        })
+    }
+
+    fn values() -> Value {
+        json!({"runStrategy": "Always", "instanceType": "", "instanceProfile": "",
+               "disks": [{"name": "web-disk-0", "bus": "virtio"}], "networks": [], "gpus": [], "cpuModel": "",
+               "resources": {"cpu": 2, "sockets": 1, "memory": "4Gi"}, "external": true})
+    }
+
+    fn applied(values: Value) -> ReleaseFacts {
+        ReleaseFacts {
+            values,
+            generation: Some(3),
+            observed_generation: Some(3),
+            ready: Some(ReadyCondition {
+                status: "True".into(),
+                message: "Helm upgrade succeeded".into(),
+                observed_generation: Some(3),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_vm_as_its_values_render_it_is_in_sync() {
+        assert_eq!(
+            decide(Some(&vm("Always", 2, "4Gi")), &applied(values())),
+            SyncDecision::InSync { inexpressible: vec![] }
+        );
+    }
+
+    #[test]
+    fn a_stopped_vm_patches_only_run_strategy() {
+        let SyncDecision::Patch { drifted, values, .. } = decide(Some(&vm("Halted", 2, "4Gi")), &applied(values()))
+        else {
+            panic!("expected a patch");
+        };
+        assert_eq!(drifted, vec!["runStrategy"]);
+        assert_eq!(Value::Object(values), json!({"runStrategy": "Halted"}));
+    }
+
+    #[test]
+    fn a_resize_patches_resources_only() {
+        let release = applied(
+            json!({"runStrategy": "Halted", "disks": [{"name": "web-disk-0", "bus": "virtio"}],
+                                     "resources": {"cpu": "2", "sockets": 1, "memory": "4Gi"}}),
+        );
+        let SyncDecision::Patch { drifted, values, .. } = decide(Some(&vm("Halted", 4, "8Gi")), &release) else {
+            panic!("expected a patch");
+        };
+        assert_eq!(drifted, vec!["resources"]);
+        assert_eq!(
+            Value::Object(values),
+            json!({"resources": {"cpu": 4, "sockets": 1, "memory": "8Gi"}})
+        );
+    }
+
+    #[test]
+    fn a_switch_to_an_instance_type_removes_the_sizing() {
+        let mut live = vm("Always", 2, "4Gi");
+        let domain = live.pointer_mut("/spec/template/spec/domain").unwrap();
+        domain.as_object_mut().unwrap().remove("cpu");
+        domain.as_object_mut().unwrap().remove("resources");
+        live["spec"]["instancetype"] = json!({"kind": "VirtualMachineClusterInstancetype", "name": "u1.large"});
+        let SyncDecision::Patch { values, .. } = decide(Some(&live), &applied(values())) else {
+            panic!("expected a patch");
+        };
+        assert_eq!(
+            Value::Object(values),
+            json!({"instanceType": "u1.large", "resources": null})
+        );
+    }
+
+    #[test]
+    fn nothing_is_compared_until_the_latest_values_are_applied() {
+        let mut release = applied(values());
+        release.generation = Some(4);
+        assert_eq!(
+            decide(Some(&vm("Halted", 2, "4Gi")), &release),
+            SyncDecision::WaitForRelease
+        );
+        let mut release = applied(values());
+        release.ready = None;
+        assert_eq!(
+            decide(Some(&vm("Halted", 2, "4Gi")), &release),
+            SyncDecision::WaitForRelease
+        );
+        let mut release = applied(values());
+        release.ready = Some(ReadyCondition {
+            status: "Unknown".into(),
+            message: "Reconciliation in progress".into(),
+            observed_generation: Some(3),
+        });
+        assert_eq!(
+            decide(Some(&vm("Halted", 2, "4Gi")), &release),
+            SyncDecision::WaitForRelease
+        );
+    }
+
+    #[test]
+    fn a_failed_release_is_reported_and_nothing_written() {
+        let mut release = applied(values());
+        release.ready = Some(ReadyCondition {
+            status: "False".into(),
+            message: "Helm upgrade failed: Specified disk not exists in cluster: vm-disk-x".into(),
+            observed_generation: Some(3),
+        });
+        assert_eq!(
+            decide(Some(&vm("Halted", 2, "4Gi")), &release),
+            SyncDecision::ReleaseFailed {
+                message: "Helm upgrade failed: Specified disk not exists in cluster: vm-disk-x".into()
+            }
+        );
+    }
+
+    #[test]
+    fn disabled_and_missing_vms_are_left_alone() {
+        let mut release = applied(values());
+        release.disabled = true;
+        assert_eq!(decide(Some(&vm("Halted", 2, "4Gi")), &release), SyncDecision::Disabled);
+        assert_eq!(decide(None, &applied(values())), SyncDecision::NoVm);
+    }
+
+    #[test]
+    fn a_foreign_disk_and_a_mac_address_are_reported_not_dropped() {
+        let mut live = vm("Always", 2, "4Gi");
+        let template = live.pointer_mut("/spec/template/spec").unwrap();
+        template["domain"]["devices"]["disks"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "scratch", "disk": {"bus": "scsi"}}));
+        template["volumes"].as_array_mut().unwrap().push(
+            json!({"name": "scratch", "persistentVolumeClaim": {"claimName": "scratch-pvc", "hotpluggable": true}}),
+        );
+        template["domain"]["devices"]["interfaces"][0]["macAddress"] = json!("02:00:00:00:00:01");
+        let SyncDecision::InSync { inexpressible } = decide(Some(&live), &applied(values())) else {
+            panic!("expected in sync");
+        };
+        assert_eq!(inexpressible.len(), 2, "{inexpressible:?}");
+        assert!(inexpressible[0].contains("scratch-pvc"), "{inexpressible:?}");
+        assert!(inexpressible[1].contains("02:00:00:00:00:01"), "{inexpressible:?}");
+    }
+
+    #[test]
+    fn the_chart_defaults_are_what_values_mean() {
+        // runStrategy from `running`, and an instance type that full sizing replaces.
+        let values = json!({"running": false, "instanceType": "u1.medium",
+                            "resources": {"cpu": 2, "sockets": 1, "memory": "4Gi"},
+                            "disks": [{"name": "web-disk-0", "bus": "virtio"}]});
+        assert_eq!(
+            decide(Some(&vm("Halted", 2, "4Gi")), &applied(values)),
+            SyncDecision::InSync { inexpressible: vec![] }
+        );
+    }
+
+    #[test]
+    fn the_patch_is_conditional_on_the_version_read() {
+        let mut values = Map::new();
+        values.insert("runStrategy".into(), json!("Halted"));
+        let body = patch_body("42", &values);
+        assert_eq!(body["metadata"]["resourceVersion"], "42");
+        assert_eq!(body["spec"], json!({"values": {"runStrategy": "Halted"}}));
+    }
+}
