@@ -579,6 +579,8 @@ fn controller_rbac_is_least_privilege() {
             ("cdi.kubevirt.io", "datavolumes", "get"),
             ("cdi.kubevirt.io", "datavolumes", "create"),
             ("helm.toolkit.fluxcd.io", "helmreleases", "get"),
+            ("helm.toolkit.fluxcd.io", "helmreleases", "list"),
+            ("helm.toolkit.fluxcd.io", "helmreleases", "watch"),
             ("helm.toolkit.fluxcd.io", "helmreleases", "create"),
             ("helm.toolkit.fluxcd.io", "helmreleases", "patch"),
         ])

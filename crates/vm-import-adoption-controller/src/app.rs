@@ -35,7 +35,7 @@ use crate::{
     leader::{self, LeaseConfig},
     metrics::Metrics,
     reconcile::{Context, VmMeta},
-    resources::{Plan, Provider},
+    resources::{HelmRelease, Plan, Provider},
     triggers::triggers,
 };
 
@@ -268,6 +268,14 @@ pub async fn run_controller(
                 "adoption_claims",
                 &metrics.watches,
             );
+            // The VMInstance releases full adoption created: their values edits and
+            // helm-controller's status changes trigger the sync.
+            let releases = resilient(
+                Api::<PartialObjectMeta<HelmRelease>>::all(client.clone()),
+                watcher::Config::default().labels(full::LABEL_ADOPTION),
+                "adoption_releases",
+                &metrics.watches,
+            );
             let by_vm = store.clone();
             let adoptions = Controller::for_stream(triggers("vmadoptions", stream, |_| None, false), store)
                 .with_config(kube::runtime::controller::Config::default().concurrency(4))
@@ -277,6 +285,10 @@ pub async fn run_controller(
                 .watches_stream(
                     triggers("adoption_claims", claims, |_| None, false),
                     |claim: PartialObjectMeta<PersistentVolumeClaim>| full::adoption_of_claim(&claim),
+                )
+                .watches_stream(
+                    triggers("adoption_releases", releases, |_| None, false),
+                    |release: PartialObjectMeta<HelmRelease>| full::adoption_of_release(&release),
                 )
                 .graceful_shutdown_on(stop)
                 .run(full::reconcile, full::error_policy, full_ctx);

@@ -46,8 +46,9 @@ pub const LABEL_ADOPTION: &str = "vm-import.cozystack.io/adoption";
 /// How long a waiting adoption goes without a re-check when nothing triggers it.
 pub const SAFETY_RECHECK: Duration = Duration::from_secs(20);
 
-/// The adoptions that VM `vm` concerns and that may be waiting on it: those of its
-/// namespace that adopt it, or whose new VM it is; finished ones are left alone.
+/// The adoptions that VM `vm` concerns: those of its namespace that adopt it, or whose
+/// new VM it is (waiting for it during the handoff, syncing with it once adopted).
+/// Failed ones, and succeeded ones for their old VM, are left alone.
 pub fn adoptions_waiting_on(
     adoptions: &Store<VMAdoption>,
     vm: &PartialObjectMeta<crate::resources::VirtualMachine>,
@@ -61,18 +62,29 @@ pub fn adoptions_waiting_on(
         .filter(|a| a.metadata.namespace.as_deref() == Some(ns))
         .filter(|a| {
             let phase = a.status.as_ref().map(|s| s.phase).unwrap_or_default();
-            !matches!(phase, Phase::Succeeded | Phase::Failed)
-        })
-        .filter(|a| {
             let instance = a
                 .status
                 .as_ref()
                 .and_then(|s| s.instance.as_deref())
                 .unwrap_or(a.spec.instance_name());
-            a.spec.vm_name == name || format!("{}{instance}", vm_import_core::instance::INSTANCE_PREFIX) == name
+            let new_vm = format!("{}{instance}", vm_import_core::instance::INSTANCE_PREFIX) == name;
+            match phase {
+                Phase::Failed => false,
+                Phase::Succeeded => new_vm,
+                _ => new_vm || a.spec.vm_name == name,
+            }
         })
         .map(|a| ObjectRef::from_obj(a.as_ref()))
         .collect()
+}
+
+/// The adoption whose VMInstance release `release` is (named by its [`LABEL_ADOPTION`]
+/// label), for the sync.
+pub fn adoption_of_release(
+    release: &PartialObjectMeta<crate::resources::HelmRelease>,
+) -> Option<ObjectRef<VMAdoption>> {
+    let adoption = release.metadata.labels.as_ref()?.get(LABEL_ADOPTION)?;
+    Some(ObjectRef::new(adoption).within(release.metadata.namespace.as_deref()?))
 }
 
 /// The adoption that created claim `claim` (named by its [`LABEL_ADOPTION`] label).
@@ -122,23 +134,23 @@ pub enum FullError {
     Record(&'static str),
 }
 
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+pub(crate) fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
 /// The namespaced APIs one adoption reads and writes.
-struct Apis {
-    vms: Api<DynamicObject>,
+pub(crate) struct Apis {
+    pub(crate) vms: Api<DynamicObject>,
     vmis: Api<DynamicObject>,
     claims: Api<PersistentVolumeClaim>,
     pvs: Api<PersistentVolume>,
     data_volumes: Api<DynamicObject>,
-    releases: Api<DynamicObject>,
+    pub(crate) releases: Api<DynamicObject>,
     adoptions: Api<VMAdoption>,
 }
 
 impl Apis {
-    fn new(client: &Client, ns: &str) -> Self {
+    pub(crate) fn new(client: &Client, ns: &str) -> Self {
         let dynamic = |r: ApiResource| Api::<DynamicObject>::namespaced_with(client.clone(), ns, &r);
         Self {
             vms: dynamic(resource("kubevirt.io", "v1", "VirtualMachine", "virtualmachines")),
@@ -157,7 +169,7 @@ impl Apis {
     }
 }
 
-async fn get<K>(api: &Api<K>, name: &str) -> Result<Option<K>, FullError>
+pub(crate) async fn get<K>(api: &Api<K>, name: &str) -> Result<Option<K>, FullError>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -170,7 +182,7 @@ where
     })
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Value {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
@@ -246,7 +258,7 @@ pub async fn reconcile(adoption: Arc<VMAdoption>, ctx: Arc<FullContext>) -> Resu
         },
     };
     if status.phase == Phase::Succeeded {
-        return Ok(Action::await_change());
+        return crate::sync::reconcile(&ctx, &apis, &adoption, status).await;
     }
 
     for _ in 0..64 {
@@ -675,7 +687,10 @@ async fn execute(
                 .clone()
                 .ok_or(FullError::Record("instance values"))?;
             let instance = status.instance.clone().ok_or(FullError::Record("instance"))?;
-            let body = apps::instance_release(ns, &instance, &plan.instance_release, &values, "Halted", &ctx.charts);
+            let mut body =
+                apps::instance_release(ns, &instance, &plan.instance_release, &values, "Halted", &ctx.charts);
+            // Marks the release as full adoption's: the only ones the sync touches.
+            body["metadata"]["labels"][LABEL_ADOPTION] = json!(adoption.name_any());
             (Write::ReleaseCreate, create_dynamic(&apis.releases, body).await)
         }
         Step::DeleteOldVm => {
@@ -740,22 +755,39 @@ fn tolerate_gone(result: Result<(), kube::Error>) -> Result<(), kube::Error> {
 /// Sets the `Ready` condition, and records that `adoption`'s generation was acted on.
 fn set_ready(status: &mut VMAdoptionStatus, adoption: &VMAdoption, value: &str, reason: &str, message: &str) {
     status.observed_generation = adoption.metadata.generation;
-    let previous = status.conditions.iter().find(|c| c.type_ == "Ready");
-    let since = match previous {
+    set_condition(status, adoption, "Ready", value, reason, message);
+}
+
+/// Sets condition `type_`, keeping the others; its transition time moves only when its
+/// status does.
+pub(crate) fn set_condition(
+    status: &mut VMAdoptionStatus,
+    adoption: &VMAdoption,
+    type_: &str,
+    value: &str,
+    reason: &str,
+    message: &str,
+) {
+    let previous = status.conditions.iter().position(|c| c.type_ == type_);
+    let since = match previous.map(|i| &status.conditions[i]) {
         Some(c) if c.status == value => c.last_transition_time.clone(),
         _ => Some(k8s_openapi::jiff::Timestamp::now().to_string()),
     };
-    status.conditions = vec![Condition {
-        type_: "Ready".into(),
+    let condition = Condition {
+        type_: type_.into(),
         status: value.into(),
         reason: reason.into(),
         message: message.into(),
         last_transition_time: since,
         observed_generation: adoption.metadata.generation,
-    }];
+    };
+    match previous {
+        Some(i) => status.conditions[i] = condition,
+        None => status.conditions.push(condition),
+    }
 }
 
-async fn write_status(
+pub(crate) async fn write_status(
     ctx: &FullContext,
     apis: &Apis,
     adoption: &VMAdoption,
@@ -782,7 +814,7 @@ async fn write_status(
     })
 }
 
-async fn publish(ctx: &FullContext, adoption: &VMAdoption, type_: EventType, reason: &str, note: String) {
+pub(crate) async fn publish(ctx: &FullContext, adoption: &VMAdoption, type_: EventType, reason: &str, note: String) {
     let regarding = adoption.object_ref(&());
     crate::events::publish(
         &ctx.recorder,

@@ -69,6 +69,8 @@ pub enum Write {
     ReleaseCreate,
     /// Full adoption: patching a HelmRelease.
     ReleasePatch,
+    /// The sync: applying a fully adopted VM's settings to its release's values.
+    ReleaseSync,
 }
 
 impl Write {
@@ -88,6 +90,7 @@ impl Write {
             Self::DataVolumeCreate => "datavolume_create",
             Self::ReleaseCreate => "helmrelease_create",
             Self::ReleasePatch => "helmrelease_patch",
+            Self::ReleaseSync => "helmrelease_sync",
         }
     }
 }
@@ -100,6 +103,16 @@ struct ResultLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabel {
+    key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -134,6 +147,8 @@ pub struct Metrics {
     rss: Gauge,
     peak_rss: Gauge,
     watch_failing: Family<WatchLabel, Gauge>,
+    synced: Family<KeyLabel, Counter>,
+    drift: Family<KindLabel, Counter>,
     /// How long each watch has been failing.
     pub watches: Arc<WatchHealth>,
 }
@@ -150,6 +165,18 @@ impl Default for Metrics {
         let rss = Gauge::default();
         let peak_rss = Gauge::default();
         let watch_failing = Family::<WatchLabel, Gauge>::default();
+        let synced = Family::<KeyLabel, Counter>::default();
+        let drift = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "sync_values",
+            "Values keys the sync wrote to a fully adopted VM's release from the VM, by key",
+            synced.clone(),
+        );
+        registry.register(
+            "sync_drift",
+            "Drift the sync found and could not write back (inexpressible settings, failed releases), by kind",
+            drift.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciles of imported VMs, by result",
@@ -198,6 +225,8 @@ impl Default for Metrics {
             rss,
             peak_rss,
             watch_failing,
+            synced,
+            drift,
             watches: Arc::default(),
         }
     }
@@ -233,6 +262,16 @@ impl Metrics {
     /// Records an ineligible VM.
     pub fn refused(&self, reason: &'static str) {
         self.refusals.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Records a values key the sync wrote from a VM.
+    pub fn synced(&self, key: &str) {
+        self.synced.get_or_create(&KeyLabel { key: key.to_owned() }).inc();
+    }
+
+    /// Records drift the sync reports: `inexpressible` or `release_failed`.
+    pub fn drift(&self, kind: &'static str) {
+        self.drift.get_or_create(&KindLabel { kind }).inc();
     }
 
     /// Records one write request, successful or not.

@@ -1,5 +1,5 @@
-//! The foreign API types this controller reads: KubeVirt `VirtualMachine` and Forklift
-//! `Plan` and `Provider`.
+//! The foreign API types this controller reads: KubeVirt `VirtualMachine`, Forklift
+//! `Plan` and `Provider`, and Flux `HelmRelease`.
 //!
 //! They are deliberately untyped below `metadata`: `spec` and `status` are kept as raw
 //! JSON, so an object whose spec or status does not match any schema still deserialises,
@@ -57,6 +57,11 @@ macro_rules! raw_resource {
 raw_resource!(
     /// A KubeVirt `VirtualMachine` (`kubevirt.io/v1`). The controller watches only its metadata.
     VirtualMachine, "kubevirt.io", "v1", "VirtualMachine", "virtualmachines"
+);
+raw_resource!(
+    /// A Flux `HelmRelease` (`helm.toolkit.fluxcd.io/v2`): a Cozystack app. The sync
+    /// watches the metadata of those full adoption created.
+    HelmRelease, "helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases"
 );
 raw_resource!(
     /// A Forklift `Plan` (`forklift.konveyor.io/v1beta1`).

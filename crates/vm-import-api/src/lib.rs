@@ -155,7 +155,8 @@ pub struct VMAdoptionStatus {
     /// The generation last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` (True once Succeeded).
+    /// `Ready` (True once Succeeded) and, once Succeeded, `Synced`: whether the
+    /// VMInstance's values match the VM, or what the next Helm upgrade would revert.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// What happens now, or why it stopped.
@@ -183,6 +184,33 @@ pub struct VMAdoptionStatus {
     /// Every VM setting the VMInstance cannot express.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+impl VMAdoptionStatus {
+    /// Condition `type_`, when set.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// The two-way sync of an adopted VM with its VMInstance, for people: `in sync`,
+    /// `off`, or what differs. `None` before the adoption succeeded.
+    pub fn sync_summary(&self) -> Option<String> {
+        if self.phase != Phase::Succeeded {
+            return None;
+        }
+        let synced = self.condition("Synced")?;
+        Some(match (synced.status.as_str(), synced.reason.as_str()) {
+            ("True", _) => "in sync".into(),
+            ("Unknown", "Disabled") => "off".into(),
+            ("False", _) => format!("drifted: {}", synced.message),
+            _ => synced.message.clone(),
+        })
+    }
+
+    /// Whether the sync found drift it could not write back.
+    pub fn drifted(&self) -> bool {
+        self.phase == Phase::Succeeded && self.condition("Synced").is_some_and(|c| c.status == "False")
+    }
 }
 
 /// The CRD as YAML, as shipped in the controller chart.
