@@ -165,6 +165,17 @@ impl World {
         })
     }
 
+    /// Plays helm-controller's whole part for the VMInstance release: renders its VM
+    /// from its values at every generation, and reports that in its status.
+    pub fn play_flux(&self) -> crate::flux::Flux {
+        crate::flux::Flux::spawn(
+            self.releases.clone(),
+            self.vms.clone(),
+            &self.ns,
+            &self.instance_release(),
+        )
+    }
+
     /// Requests the full adoption of the VM.
     pub async fn request(&self, stop_vm: bool) -> Result<(), Error> {
         let adoption = VMAdoption::new(

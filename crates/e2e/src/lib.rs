@@ -6,6 +6,7 @@
 //!   `vm-import` chart renders it;
 //! - [`cluster`]: the opt-in gate, CRD installation and waiting helpers;
 //! - [`handoff`]: a full adoption's world, and its data-safety checks;
+//! - [`flux`]: helm-controller's part for a VMInstance release (the chart's model);
 //! - [`harness`]: the real controller, run in-process;
 //! - [`process`]: the controller as a process, its metrics, and the control plane's
 //!   processes (for the fault tests);
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod flux;
 pub mod handoff;
 pub mod harness;
 pub mod objects;
