@@ -202,7 +202,7 @@ pub async fn list(client: &Client, namespace: &str, all: bool, output: Output) -
                     .to_owned(),
                 plan: "-".into(),
                 source: source_of(&ns, &a.spec.vm_name),
-                adoption: "full".into(),
+                adoption: render::level(Some(a)),
                 age: render::age(seconds_since(a.metadata.creation_timestamp.as_ref())),
                 namespace: ns,
             });

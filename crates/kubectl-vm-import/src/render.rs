@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 use serde_json::Value;
-use vm_import_api::{Phase, VMAdoption};
+use vm_import_api::{Phase, VMAdoption, VMAdoptionStatus};
 
 /// One imported VM, as `list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -29,9 +29,11 @@ pub struct Row {
 
 /// The adoption level of a labelled VM, given the VMAdoption for it, if any.
 pub fn level(adoption: Option<&VMAdoption>) -> String {
-    match adoption.and_then(|a| a.status.as_ref()).map(|s| s.phase) {
+    let status = adoption.and_then(|a| a.status.as_ref());
+    match status.map(|s| s.phase) {
         None if adoption.is_some() => "full: Pending".into(),
         None => "labelled".into(),
+        Some(Phase::Succeeded) if status.is_some_and(VMAdoptionStatus::drifted) => "full (drifted)".into(),
         Some(Phase::Succeeded) => "full".into(),
         Some(phase) => format!("full: {phase:?}"),
     }
@@ -120,6 +122,9 @@ pub fn status_text(adoption: &VMAdoption) -> String {
         status.instance.as_deref().unwrap_or(adoption.spec.instance_name())
     );
     let _ = writeln!(out, "Phase:       {:?}", status.phase);
+    if let Some(sync) = status.sync_summary() {
+        let _ = writeln!(out, "Helm sync:   {sync}");
+    }
     if let Some(message) = &status.message {
         let _ = writeln!(out, "Message:     {message}");
     }
@@ -213,6 +218,44 @@ mod tests {
             "full: HandingOffDisks"
         );
         assert_eq!(level(Some(&adoption(Some(Phase::Succeeded)))), "full");
+    }
+
+    #[test]
+    fn the_sync_shows_in_the_level_and_the_status() {
+        let mut a = adoption(Some(Phase::Succeeded));
+        let condition = |status: &str, reason: &str| {
+            vm_import_api::Condition {
+            type_: "Synced".into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: "VirtualMachine vm-instance-web has settings ...: interface \"default\" has MAC address 02:00:00:00:00:01".into(),
+            last_transition_time: None,
+            observed_generation: None,
+        }
+        };
+        if let Some(s) = a.status.as_mut() {
+            s.conditions = vec![condition("True", "InSync")];
+        }
+        assert_eq!(level(Some(&a)), "full");
+        assert!(
+            status_text(&a).contains("Helm sync:   in sync\n"),
+            "{}",
+            status_text(&a)
+        );
+        if let Some(s) = a.status.as_mut() {
+            s.conditions = vec![condition("False", "Inexpressible")];
+        }
+        assert_eq!(level(Some(&a)), "full (drifted)");
+        assert!(
+            status_text(&a).contains("Helm sync:   drifted: VirtualMachine"),
+            "{}",
+            status_text(&a)
+        );
+        if let Some(s) = a.status.as_mut() {
+            s.conditions = vec![condition("Unknown", "Disabled")];
+        }
+        assert!(status_text(&a).contains("Helm sync:   off\n"));
+        assert!(!status_text(&adoption(Some(Phase::HandingOffDisks))).contains("Helm sync"));
     }
 
     #[test]

@@ -135,6 +135,7 @@ pub fn detail_status(d: &VmDetail) -> Markup {
             dt { "Status" } dd { (badge(&d.status, d.badge.class())) }
             dt { "Adoption" } dd { (d.level) }
             @if let Some(m) = &d.adoption_message { dt { "Full adoption" } dd { (m) } }
+            @if let Some(s) = &d.sync { dt { "Helm sync" } dd { (s) } }
             dt { "CPU" } dd { (d.cpu) }
             dt { "Memory" } dd { (d.memory) }
             dt { "Uptime" } dd { (d.uptime.as_deref().unwrap_or("not running")) }

@@ -229,11 +229,21 @@ async fn load_rows(client: &Client, ns: &str) -> Result<Vec<view::VmRow>, ApiErr
         api::list(client, Kind::ConfigMap, ns, Some(TRACKING_CONFIGMAP_SELECTOR), None),
     );
     // The VMs decide what the user may see; the rest only adds detail when readable.
-    let vms = vms?;
+    let mut vms = vms?;
+    let adoptions = adoptions.unwrap_or_default();
+    for name in view::adopted_instances(&adoptions) {
+        if !vms
+            .iter()
+            .any(|vm| vm.pointer("/metadata/name") == Some(&Value::from(name.as_str())))
+            && let Ok(Some(vm)) = api::get(client, Kind::Vm, ns, &name).await
+        {
+            vms.push(vm);
+        }
+    }
     Ok(view::rows(
         &vms,
         &vmis.unwrap_or_default(),
-        &adoptions.unwrap_or_default(),
+        &adoptions,
         &records.unwrap_or_default(),
         Timestamp::now(),
     ))
@@ -268,20 +278,23 @@ async fn rows_fragment(State(state): State<Shared>, headers: HeaderMap, Path(ns)
 }
 
 async fn load_detail(client: &Client, ns: &str, vm_name: &str) -> Result<view::VmDetail, ApiError> {
-    let vm = api::get(client, Kind::Vm, ns, vm_name)
-        .await?
+    let (vm, adoptions) = tokio::join!(api::get(client, Kind::Vm, ns, vm_name), api::adoptions(client, ns));
+    let adoptions = adoptions.unwrap_or_default();
+    let adopted = view::adopted_instances(&adoptions).iter().any(|i| i == vm_name);
+    let vm = vm?
         .filter(|vm| {
-            vm.pointer(&format!("/metadata/labels/{}", LABEL_ADOPTED.replace('/', "~1"))) == Some(&Value::from("true"))
+            adopted
+                || vm.pointer(&format!("/metadata/labels/{}", LABEL_ADOPTED.replace('/', "~1")))
+                    == Some(&Value::from("true"))
         })
         .ok_or_else(|| ApiError::NotFound(format!("an imported VM {vm_name} in {ns}")))?;
     let claim_names = vm_import_core::preflight::claims_of(&vm);
     let events_selector = format!("involvedObject.name={vm_name}");
     let record_name = format!("{TRACKING_CONFIGMAP_PREFIX}{vm_name}");
-    let (vmi, events, record, adoptions) = tokio::join!(
+    let (vmi, events, record) = tokio::join!(
         api::get(client, Kind::Vmi, ns, vm_name),
         api::list(client, Kind::Event, ns, None, Some(&events_selector)),
         api::get(client, Kind::ConfigMap, ns, &record_name),
-        api::adoptions(client, ns),
     );
     let mut claims = Vec::new();
     for name in claim_names {
@@ -289,14 +302,13 @@ async fn load_detail(client: &Client, ns: &str, vm_name: &str) -> Result<view::V
             claims.push(claim);
         }
     }
-    let adoptions = adoptions.unwrap_or_default();
     Ok(view::detail(
         &vm,
         vmi.ok().flatten().as_ref(),
         &claims,
         &events.unwrap_or_default(),
         record.ok().flatten().as_ref(),
-        adoptions.iter().find(|a| a.spec.vm_name == vm_name),
+        view::adoption_of(&adoptions, vm_name),
         Timestamp::now(),
     ))
 }

@@ -133,6 +133,33 @@ fn record_of<'r>(records: &'r [Value], name: &str) -> Option<&'r Value> {
         .find(|r| text(r, &format!("/data/{}", keys::VM_NAME)) == Some(name))
 }
 
+/// The VMAdoption for VM `vm`: the one that adopts it, or, once it has succeeded, the
+/// one whose VMInstance VM it is.
+pub fn adoption_of<'a>(adoptions: &'a [VMAdoption], vm: &str) -> Option<&'a VMAdoption> {
+    adoptions.iter().find(|a| a.spec.vm_name == vm).or_else(|| {
+        adoptions.iter().find(|a| {
+            a.status.as_ref().is_some_and(|s| {
+                s.phase == vm_import_api::Phase::Succeeded
+                    && s.instance
+                        .as_deref()
+                        .is_some_and(|i| format!("{}{i}", vm_import_core::instance::INSTANCE_PREFIX) == vm)
+            })
+        })
+    })
+}
+
+/// The VMInstance VMs of the succeeded adoptions, by name: a fully adopted VM is listed
+/// by its VMInstance's VM, its imported VM being gone.
+pub fn adopted_instances(adoptions: &[VMAdoption]) -> Vec<String> {
+    adoptions
+        .iter()
+        .filter_map(|a| a.status.as_ref())
+        .filter(|s| s.phase == vm_import_api::Phase::Succeeded)
+        .filter_map(|s| s.instance.as_deref())
+        .map(|i| format!("{}{i}", vm_import_core::instance::INSTANCE_PREFIX))
+        .collect()
+}
+
 /// The list page's rows, by name.
 pub fn rows(vms: &[Value], vmis: &[Value], adoptions: &[VMAdoption], records: &[Value], now: Timestamp) -> Vec<VmRow> {
     let mut out: Vec<VmRow> = vms
@@ -142,7 +169,7 @@ pub fn rows(vms: &[Value], vmis: &[Value], adoptions: &[VMAdoption], records: &[
             let vmi = vmis.iter().find(|i| name_of(i) == name);
             let record = record_of(records, name);
             let status = text(vm, "/status/printableStatus").unwrap_or("Unknown");
-            let adoption = adoptions.iter().find(|a| a.spec.vm_name == name);
+            let adoption = adoption_of(adoptions, name);
             VmRow {
                 name: name.to_owned(),
                 status: status.to_owned(),
@@ -238,6 +265,8 @@ pub struct VmDetail {
     pub record: BTreeMap<String, String>,
     /// The adoption level.
     pub level: String,
+    /// Once fully adopted: whether the VMInstance's values match the VM.
+    pub sync: Option<String>,
     /// The VMAdoption's message, while one runs.
     pub adoption_message: Option<String>,
 }
@@ -426,6 +455,9 @@ pub fn detail(
             })
             .unwrap_or_default(),
         level: level(adoption),
+        sync: adoption
+            .and_then(|a| a.status.as_ref())
+            .and_then(vm_import_api::VMAdoptionStatus::sync_summary),
         adoption_message: adoption
             .and_then(|a| a.status.as_ref())
             .filter(|s| s.phase != vm_import_api::Phase::Succeeded)
@@ -480,6 +512,49 @@ mod tests {
             assert_eq!(rows[0].status, status);
         }
         assert_eq!(badge("SomethingNew"), Badge::Error);
+    }
+
+    #[test]
+    fn a_fully_adopted_vm_shows_by_its_instance_vm_with_its_sync() {
+        let mut adoption = VMAdoption::new(
+            "web",
+            vm_import_api::VMAdoptionSpec {
+                vm_name: "web".into(),
+                ..Default::default()
+            },
+        );
+        adoption.status = Some(vm_import_api::VMAdoptionStatus {
+            phase: vm_import_api::Phase::Succeeded,
+            instance: Some("web".into()),
+            conditions: vec![vm_import_api::Condition {
+                type_: "Synced".into(),
+                status: "False".into(),
+                reason: "Inexpressible".into(),
+                message: "interface \"default\" has MAC address 02:00:00:00:00:01".into(),
+                last_transition_time: None,
+                observed_generation: None,
+            }],
+            ..Default::default()
+        });
+        let adoptions = [adoption];
+        assert_eq!(adopted_instances(&adoptions), vec!["vm-instance-web".to_owned()]);
+        assert!(adoption_of(&adoptions, "vm-instance-web").is_some());
+        assert!(adoption_of(&adoptions, "vm-instance-other").is_none());
+        let rows = rows(&[vm("vm-instance-web", Some("Running"))], &[], &adoptions, &[], now());
+        assert_eq!(rows[0].level, "full (drifted)");
+        let d = detail(
+            &vm("vm-instance-web", Some("Running")),
+            None,
+            &[],
+            &[],
+            None,
+            adoption_of(&adoptions, "vm-instance-web"),
+            now(),
+        );
+        assert_eq!(
+            d.sync.as_deref(),
+            Some("drifted: interface \"default\" has MAC address 02:00:00:00:00:01")
+        );
     }
 
     #[test]
