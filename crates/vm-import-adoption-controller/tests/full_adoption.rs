@@ -493,3 +493,93 @@ async fn invalid_requests_touch_nothing() {
         assert_eq!(after, before, "{case}");
     }
 }
+
+/// The sync's exact requests: once helm-controller has applied the release, a VM stopped
+/// by its user costs one merge patch of `runStrategy` alone (field manager, version
+/// precondition) and a Normal Event; the next pass records `Synced=True`; then nothing.
+#[tokio::test]
+async fn the_sync_patches_only_the_drifted_key_with_a_version_precondition() {
+    let (client, cluster) = FakeCluster::start();
+    seed(&cluster, true);
+    let ctx = context(client);
+    drive(&cluster, &ctx).await;
+    assert_eq!(phase(&cluster), "Succeeded");
+    let release_path = path("helm.toolkit.fluxcd.io/v2", "helmreleases", Some(NS), "vm-instance-web");
+    let mut release = cluster.get(&release_path).unwrap();
+    assert_eq!(release["metadata"]["labels"]["vm-import.cozystack.io/adoption"], "web");
+    let values = release["spec"]["values"].clone();
+    assert_eq!(values["runStrategy"], "Always");
+    // helm-controller applied it, and rendered the VM; the user then stopped it.
+    release["metadata"]["generation"] = json!(2);
+    release["status"] = json!({"observedGeneration": 2, "conditions": [
+        {"type": "Ready", "status": "True", "reason": "UpgradeSucceeded", "message": "", "observedGeneration": 2}]});
+    cluster.put(release);
+    let optical = std::collections::BTreeSet::new();
+    let mut vm = chart_tests::vm_instance::render(&values, "vm-instance-web", NS, &optical).unwrap();
+    vm["spec"]["runStrategy"] = json!("Halted");
+    cluster.put(vm);
+    let version = cluster.get(&release_path).unwrap()["metadata"]["resourceVersion"].clone();
+
+    let sync = || async {
+        let adoption: VMAdoption = serde_json::from_value(cluster.get(&adoption_path()).unwrap()).unwrap();
+        full::reconcile(Arc::new(adoption), ctx.clone()).await.unwrap();
+    };
+    let before = cluster.writes().len();
+    sync().await;
+    let writes = cluster.writes()[before..].to_vec();
+    assert_eq!(
+        writes,
+        vec![
+            format!("PATCH {release_path}"),
+            format!("POST /apis/events.k8s.io/v1/namespaces/{NS}/events"),
+        ]
+    );
+    let (content_type, body) = cluster.bodies()[before].clone();
+    assert!(
+        content_type.starts_with("application/merge-patch+json"),
+        "{content_type}"
+    );
+    assert_eq!(
+        body,
+        json!({"metadata": {"resourceVersion": version}, "spec": {"values": {"runStrategy": "Halted"}}})
+    );
+    let mut expected = values.clone();
+    expected["runStrategy"] = json!("Halted");
+    assert_eq!(
+        cluster.get(&release_path).unwrap()["spec"]["values"],
+        expected,
+        "only runStrategy changed"
+    );
+
+    let before = cluster.writes().len();
+    sync().await;
+    assert_eq!(
+        cluster.writes()[before..].to_vec(),
+        vec![format!("PATCH {}/status", adoption_path())]
+    );
+    let adoption = cluster.get(&adoption_path()).unwrap();
+    let synced = adoption["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Synced")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (synced["status"].clone(), synced["reason"].clone()),
+        (json!("True"), json!("InSync"))
+    );
+    assert!(
+        adoption["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready"),
+        "Ready is kept"
+    );
+
+    let before = cluster.writes().len();
+    sync().await;
+    sync().await;
+    assert_eq!(cluster.writes().len(), before, "a settled VM costs no write");
+}

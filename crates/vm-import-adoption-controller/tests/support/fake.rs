@@ -30,6 +30,8 @@ struct State {
     next_uid: u64,
     /// Every write, as `METHOD path`.
     writes: Vec<String>,
+    /// Every write's content type and body, in the same order.
+    bodies: Vec<(String, Value)>,
     /// Fail the write with this index (counting every write ever made).
     fail_at: Option<(usize, Failure)>,
     /// Set when a PV is deleted by its reclaim policy: data lost.
@@ -140,6 +142,11 @@ impl FakeCluster {
     /// Every write so far, as `METHOD path`.
     pub fn writes(&self) -> Vec<String> {
         self.state.lock().unwrap().writes.clone()
+    }
+
+    /// Every write's content type and body so far, in order.
+    pub fn bodies(&self) -> Vec<(String, Value)> {
+        self.state.lock().unwrap().bodies.clone()
     }
 
     /// Makes write number `index` (0-based, over all writes ever) fail.
@@ -311,6 +318,7 @@ impl FakeCluster {
         }
         let index = s.writes.len();
         s.writes.push(format!("{method} {path}"));
+        s.bodies.push((content_type.to_owned(), body.clone()));
         let failure = match s.fail_at {
             Some((at, how)) if at == index => Some(how),
             _ => None,
