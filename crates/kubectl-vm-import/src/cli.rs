@@ -107,6 +107,41 @@ pub struct AdoptArgs {
     pub dry_run: bool,
 }
 
+impl From<Connection> for vm_import_client::Connection {
+    fn from(c: Connection) -> Self {
+        Self {
+            namespace: c.namespace,
+            context: c.context,
+            kubeconfig: c.kubeconfig,
+        }
+    }
+}
+
+impl From<Output> for vm_import_client::Output {
+    fn from(o: Output) -> Self {
+        match o {
+            Output::Table => Self::Table,
+            Output::Json => Self::Json,
+            Output::Yaml => Self::Yaml,
+        }
+    }
+}
+
+impl From<&AdoptArgs> for vm_import_client::AdoptRequest {
+    fn from(a: &AdoptArgs) -> Self {
+        Self {
+            vm: a.vm.clone(),
+            instance_name: a.instance_name.clone(),
+            instance_type: a.instance_type.clone(),
+            instance_profile: a.instance_profile.clone(),
+            stop: a.stop,
+            wait: a.wait,
+            timeout: a.timeout,
+            dry_run: a.dry_run,
+        }
+    }
+}
+
 fn dns1123_label(value: &str) -> Result<String, String> {
     if vm_import_core::names::is_dns1123_label(value) {
         Ok(value.to_owned())

@@ -220,7 +220,7 @@ impl Action {
 
 /// Asks KubeVirt to start, stop or restart VM `name`, as the user.
 pub async fn act(client: &Client, namespace: &str, name: &str, action: Action) -> Result<(), ApiError> {
-    kubectl_vm_import::commands::vm_subresource(client, namespace, name, action.as_str())
+    vm_import_client::ops::vm_subresource(client, namespace, name, action.as_str())
         .await
         .map_err(|e| api_error(&format!("{} VirtualMachine {name}", action.as_str()), &e))
 }

@@ -17,11 +17,11 @@ use axum::{
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kubectl_vm_import::{cli::AdoptArgs, commands};
 use maud::Markup;
 use serde::Deserialize;
 use serde_json::Value;
 use tracing::info;
+use vm_import_client::{AdoptRequest, ops as commands};
 use vm_import_core::{
     contract::{LABEL_ADOPTED, TRACKING_CONFIGMAP_PREFIX, TRACKING_CONFIGMAP_SELECTOR},
     names::is_dns1123_subdomain,
@@ -436,7 +436,7 @@ async fn adopt_form(
     with_cookie(page(StatusCode::OK, pages::adopt(&ns, &vm, &token)), set)
 }
 
-fn args(vm: &str, form: &AdoptForm, dry_run: bool) -> Result<AdoptArgs, Response> {
+fn args(vm: &str, form: &AdoptForm, dry_run: bool) -> Result<AdoptRequest, Response> {
     let opt = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
     let instance_name = opt(&form.instance_name);
     if let Some(name) = &instance_name
@@ -451,7 +451,7 @@ fn args(vm: &str, form: &AdoptForm, dry_run: bool) -> Result<AdoptArgs, Response
             ),
         ));
     }
-    Ok(AdoptArgs {
+    Ok(AdoptRequest {
         vm: vm.to_owned(),
         instance_name,
         instance_type: opt(&form.instance_type),
@@ -472,7 +472,7 @@ async fn adopt_request(
     vm: &str,
     form: &AdoptForm,
     dry_run: bool,
-) -> Result<(Client, AdoptArgs), Response> {
+) -> Result<(Client, AdoptRequest), Response> {
     valid(&[ns, vm])?;
     if !csrf_ok(headers, &form.csrf) {
         return Err(csrf_refused());

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
-use kubectl_vm_import::render::{age, level};
 use serde_json::Value;
 use vm_import_api::VMAdoption;
+use vm_import_client::text::{age, level};
 use vm_import_core::{contract, tracking::keys};
 
 /// How a VM's status is shown.

@@ -1,16 +1,16 @@
-//! The plugin's commands against a mocked API server: the requests they make, what they
-//! print, and their one-line errors.
+//! The operations against a mocked API server: the requests they make, what they print,
+//! and their one-line errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
 
 use http::{Request, Response};
 use kube::{Client, client::Body};
-use kubectl_vm_import::{
-    cli::{AdoptArgs, Output},
-    commands::{self, CliError},
-};
 use serde_json::{Value, json};
+use vm_import_client::{
+    AdoptRequest, ClientError, Output,
+    ops::{self as commands},
+};
 
 type Routes = Vec<(&'static str, String, u16, Value)>;
 /// Every request seen: `METHOD path?query` and its body.
@@ -76,8 +76,8 @@ fn list(items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items})
 }
 
-fn adopt_args(dry_run: bool) -> AdoptArgs {
-    AdoptArgs {
+fn adopt_args(dry_run: bool) -> AdoptRequest {
+    AdoptRequest {
         vm: "web".into(),
         instance_name: None,
         instance_type: None,
@@ -179,7 +179,7 @@ async fn errors_are_one_clear_line() {
     let err = commands::adopt(&client, "tenant-a", &adopt_args(false), |_| {})
         .await
         .unwrap_err();
-    assert!(matches!(err, CliError::NotImported(_)), "{err}");
+    assert!(matches!(err, ClientError::NotImported(_)), "{err}");
 
     let forbidden = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
         "message": "virtualmachines.kubevirt.io \"web\" is forbidden: User \"bob\" cannot get resource", "code": 403});

@@ -1,5 +1,6 @@
-//! Everything the plugin prints, as pure functions of what it read: the list table, a
-//! VMAdoption's status, progress lines and the dry run.
+//! Everything the operations print, as pure functions of what they read: the list
+//! table, a VMAdoption's status, progress lines and the dry run; and the adoption level
+//! and ages the console shows too.
 
 use std::fmt::Write as _;
 

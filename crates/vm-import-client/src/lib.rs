@@ -1,0 +1,14 @@
+//! The operations `kubectl vm-import` and the "Imported VMs" console both perform, with
+//! the user's own kubeconfig or token and nothing else: list imported VMs with their
+//! adoption level, start/stop/restart one, and build, preview (dry run) and create a
+//! `VMAdoption`, then follow it. No argument parser leaks in: the plugin and the console
+//! turn their own input into the plain types here.
+//!
+//! - [`ops`]: the calls to the API server, and their one-line errors;
+//! - [`text`]: what they print: tables, status, progress, the dry run's YAML.
+#![forbid(unsafe_code)]
+
+pub mod ops;
+pub mod text;
+
+pub use ops::{AdoptRequest, ClientError, Connection, Output};

@@ -1,0 +1,522 @@
+//! The calls to the API server, with the user's own kubeconfig (or token) and
+//! permissions. Each operation reads what it needs, then prints through [`crate::text`].
+
+use std::{collections::BTreeMap, time::Duration};
+
+use futures::TryStreamExt;
+use k8s_openapi::{
+    api::core::v1::{ConfigMap, PersistentVolumeClaim},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Config, ResourceExt,
+    api::{DynamicObject, ListParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    core::{ApiResource, GroupVersionKind},
+    runtime::{WatchStreamExt, watcher},
+};
+use serde_json::Value;
+use vm_import_api::{Phase, VMAdoption, VMAdoptionSpec};
+use vm_import_core::{
+    apps::{self, Charts},
+    contract::{LABEL_ADOPTED, LABEL_ORIGINAL_PLAN, TRACKING_CONFIGMAP_SELECTOR},
+    instance::{ClaimFacts, InstanceRequest, map_vm},
+    preflight,
+    tracking::keys,
+};
+
+use crate::text::{self, Row};
+
+/// Which cluster and namespace, as kubectl takes them.
+#[derive(Clone, Debug, Default)]
+pub struct Connection {
+    /// The namespace (default: the context's).
+    pub namespace: Option<String>,
+    /// The kubeconfig context to use.
+    pub context: Option<String>,
+    /// The kubeconfig file (default: $KUBECONFIG or ~/.kube/config).
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// A table.
+    Table,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// A full adoption to request (or preview).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdoptRequest {
+    /// The imported, label-adopted VM.
+    pub vm: String,
+    /// The VMInstance's name (default: the VM's).
+    pub instance_name: Option<String>,
+    /// A VirtualMachineClusterInstancetype instead of the VM's own sizing.
+    pub instance_type: Option<String>,
+    /// A VirtualMachineClusterPreference instead of the VM's own.
+    pub instance_profile: Option<String>,
+    /// Stop the VM if it runs (otherwise the adoption waits until it is stopped).
+    pub stop: bool,
+    /// Follow the adoption until it succeeds or fails.
+    pub wait: bool,
+    /// How long `wait` waits, in seconds.
+    pub timeout: u64,
+    /// Only describe what would be created, and change nothing.
+    pub dry_run: bool,
+}
+
+/// Why an operation failed: one line each.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No kubeconfig, or the cluster does not answer.
+    #[error("cannot reach the cluster: {0}")]
+    NoCluster(String),
+    /// The user may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// No such VM.
+    #[error("VirtualMachine {name} not found in namespace {namespace}")]
+    NoSuchVm {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// The VM is not an imported, adopted one.
+    #[error("VirtualMachine {0} is not an adopted import (no label cozystack.io/adopted=true)")]
+    NotImported(String),
+    /// No VMAdoption for the VM.
+    #[error("no full adoption was requested for {0}; run `kubectl vm-import adopt {0}`")]
+    NoAdoption(String),
+    /// The request is invalid (the same checks the controller makes).
+    #[error("{0}")]
+    Invalid(String),
+    /// The adoption failed.
+    #[error("the adoption failed: {0}")]
+    AdoptionFailed(String),
+    /// `--wait` gave up.
+    #[error("still {0:?} after the timeout; follow it with `kubectl vm-import status`")]
+    Timeout(Phase),
+    /// Another API error.
+    #[error("{0}")]
+    Api(String),
+}
+
+fn api_error(what: &str, e: kube::Error) -> ClientError {
+    match &e {
+        kube::Error::Api(s) if s.code == 403 => ClientError::Forbidden(format!("{what}: {}", s.message)),
+        kube::Error::Api(s) => ClientError::Api(format!("{what}: {}", s.message)),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => ClientError::NoCluster(e.to_string()),
+        _ => ClientError::Api(format!("{what}: {e}")),
+    }
+}
+
+/// A client and the namespace to work in, from the user's kubeconfig.
+pub async fn connect(connection: &Connection) -> Result<(Client, String), ClientError> {
+    let options = KubeConfigOptions {
+        context: connection.context.clone(),
+        ..Default::default()
+    };
+    let config = match (&connection.kubeconfig, &connection.context) {
+        (Some(path), _) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| ClientError::NoCluster(e.to_string()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| ClientError::NoCluster(e.to_string()))?
+        }
+        (None, Some(_)) => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| ClientError::NoCluster(e.to_string()))?,
+        // $KUBECONFIG, ~/.kube/config, or in-cluster, as kubectl does.
+        (None, None) => Config::infer()
+            .await
+            .map_err(|e| ClientError::NoCluster(e.to_string()))?,
+    };
+    let namespace = connection
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = Client::try_from(config).map_err(|e| ClientError::NoCluster(e.to_string()))?;
+    Ok((client, namespace))
+}
+
+fn vms(client: &Client, namespace: Option<&str>) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kubevirt.io", "v1", "VirtualMachine"),
+        "virtualmachines",
+    );
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
+fn adoptions(client: &Client, namespace: Option<&str>) -> Api<VMAdoption> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn seconds_since(created: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> i64 {
+    created
+        .map(|t| Timestamp::now().as_second() - t.0.as_second())
+        .unwrap_or_default()
+}
+
+/// `list`: adopted VMs (and fully adopted ones, by their VMInstance VM).
+pub async fn list(client: &Client, namespace: &str, all: bool, output: Output) -> Result<String, ClientError> {
+    let scope = (!all).then_some(namespace);
+    let selector = ListParams::default().labels(&format!("{LABEL_ADOPTED}=true"));
+    let vm_list = vms(client, scope)
+        .list(&selector)
+        .await
+        .map_err(|e| api_error("listing VirtualMachines", e))?;
+    // Optional: a cluster without the VMAdoption CRD, or a user who may not read records.
+    let adoption_list = adoptions(client, scope).list(&Default::default()).await.ok();
+    let records: Api<ConfigMap> = match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let records = records
+        .list(&ListParams::default().labels(TRACKING_CONFIGMAP_SELECTOR))
+        .await
+        .ok();
+    let source_of = |ns: &str, vm: &str| {
+        records
+            .as_ref()
+            .and_then(|l| {
+                l.items.iter().find(|cm| {
+                    cm.namespace().as_deref() == Some(ns)
+                        && cm.data.as_ref().and_then(|d| d.get(keys::VM_NAME)).map(String::as_str) == Some(vm)
+                })
+            })
+            .and_then(|cm| cm.data.as_ref()?.get(keys::SOURCE_TYPE).cloned())
+            .unwrap_or_else(|| "-".into())
+    };
+    let adoption_of = |ns: &str, vm: &str| {
+        adoption_list.as_ref().and_then(|l| {
+            l.items
+                .iter()
+                .find(|a| a.namespace().as_deref() == Some(ns) && a.spec.vm_name == vm)
+        })
+    };
+    let mut rows = Vec::new();
+    for vm in &vm_list.items {
+        let ns = vm.namespace().unwrap_or_default();
+        let name = vm.name_any();
+        rows.push(Row {
+            status: vm.data["status"]["printableStatus"].as_str().unwrap_or("-").to_owned(),
+            plan: vm
+                .labels()
+                .get(LABEL_ORIGINAL_PLAN)
+                .cloned()
+                .unwrap_or_else(|| "-".into()),
+            source: source_of(&ns, &name),
+            adoption: text::level(adoption_of(&ns, &name)),
+            age: text::age(seconds_since(vm.metadata.creation_timestamp.as_ref())),
+            namespace: ns,
+            name,
+        });
+    }
+    // Fully adopted: the imported VM is gone; show its VMInstance VM.
+    for a in adoption_list.iter().flat_map(|l| &l.items) {
+        let done = a.status.as_ref().is_some_and(|s| s.phase == Phase::Succeeded);
+        let ns = a.namespace().unwrap_or_default();
+        if done && !rows.iter().any(|r| r.namespace == ns && r.name == a.spec.vm_name) {
+            let instance = a.status.as_ref().and_then(|s| s.instance.clone()).unwrap_or_default();
+            let vm = vms(client, Some(&ns))
+                .get_opt(&format!("{}{instance}", vm_import_core::instance::INSTANCE_PREFIX))
+                .await
+                .ok()
+                .flatten();
+            rows.push(Row {
+                name: format!("{}{instance}", vm_import_core::instance::INSTANCE_PREFIX),
+                status: vm
+                    .as_ref()
+                    .and_then(|v| v.data["status"]["printableStatus"].as_str())
+                    .unwrap_or("-")
+                    .to_owned(),
+                plan: "-".into(),
+                source: source_of(&ns, &a.spec.vm_name),
+                adoption: text::level(Some(a)),
+                age: text::age(seconds_since(a.metadata.creation_timestamp.as_ref())),
+                namespace: ns,
+            });
+        }
+    }
+    rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    match output {
+        Output::Table => Ok(text::list_table(&rows, all)),
+        Output::Json => serde_json::to_string_pretty(&rows)
+            .map(|s| s + "\n")
+            .map_err(|e| ClientError::Api(e.to_string())),
+        Output::Yaml => serde_yaml_ng::to_string(&rows).map_err(|e| ClientError::Api(e.to_string())),
+    }
+}
+
+/// `status VM`.
+pub async fn status(client: &Client, namespace: &str, vm: &str, output: Output) -> Result<String, ClientError> {
+    let adoption = find_adoption(client, namespace, vm).await?;
+    match output {
+        Output::Table => Ok(text::status_text(&adoption)),
+        Output::Json => serde_json::to_string_pretty(&adoption)
+            .map(|s| s + "\n")
+            .map_err(|e| ClientError::Api(e.to_string())),
+        Output::Yaml => serde_yaml_ng::to_string(&adoption).map_err(|e| ClientError::Api(e.to_string())),
+    }
+}
+
+async fn find_adoption(client: &Client, namespace: &str, vm: &str) -> Result<VMAdoption, ClientError> {
+    let api = adoptions(client, Some(namespace));
+    if let Some(a) = api
+        .get_opt(vm)
+        .await
+        .map_err(|e| api_error("reading VMAdoptions", e))?
+        .filter(|a| a.spec.vm_name == vm)
+    {
+        return Ok(a);
+    }
+    let all = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| api_error("listing VMAdoptions", e))?;
+    all.items
+        .into_iter()
+        .find(|a| a.spec.vm_name == vm)
+        .ok_or_else(|| ClientError::NoAdoption(vm.to_owned()))
+}
+
+/// The VMAdoption `adopt` creates.
+pub fn adoption_for(namespace: &str, args: &AdoptRequest) -> VMAdoption {
+    let mut adoption = VMAdoption::new(
+        &args.vm,
+        VMAdoptionSpec {
+            vm_name: args.vm.clone(),
+            instance_name: args.instance_name.clone(),
+            instance_type: args.instance_type.clone(),
+            instance_profile: args.instance_profile.clone(),
+            stop_vm: args.stop,
+        },
+    );
+    adoption.metadata.namespace = Some(namespace.to_owned());
+    adoption
+}
+
+/// `adopt VM`: checks what the user can see, then creates the VMAdoption (or, with
+/// `--dry-run`, prints everything that would be created); with `--wait`, follows it.
+pub async fn adopt(
+    client: &Client,
+    namespace: &str,
+    args: &AdoptRequest,
+    mut progress: impl FnMut(&str),
+) -> Result<String, ClientError> {
+    let vm = vms(client, Some(namespace))
+        .get_opt(&args.vm)
+        .await
+        .map_err(|e| api_error("reading the VirtualMachine", e))?
+        .ok_or_else(|| ClientError::NoSuchVm {
+            namespace: namespace.to_owned(),
+            name: args.vm.clone(),
+        })?;
+    if vm.labels().get(LABEL_ADOPTED).map(String::as_str) != Some("true") {
+        return Err(ClientError::NotImported(args.vm.clone()));
+    }
+    let adoption = adoption_for(namespace, args);
+    if args.dry_run {
+        return dry_run(
+            client,
+            namespace,
+            &serde_json::to_value(&vm).unwrap_or_default(),
+            &adoption,
+        )
+        .await;
+    }
+    let api = adoptions(client, Some(namespace));
+    api.create(&PostParams::default(), &adoption)
+        .await
+        .map_err(|e| match &e {
+            kube::Error::Api(s) if s.code == 409 => ClientError::Invalid(format!(
+                "VMAdoption {} exists already; see `kubectl vm-import status {}`",
+                args.vm, args.vm
+            )),
+            kube::Error::Api(s) if s.code == 404 => {
+                ClientError::Api("the VMAdoption API is not installed (is the adoption controller deployed?)".into())
+            }
+            _ => api_error("creating the VMAdoption", e),
+        })?;
+    if !args.wait {
+        return Ok(format!(
+            "vmadoption.vm-import.cozystack.io/{} created; follow it with `kubectl vm-import status {}`\n",
+            args.vm, args.vm
+        ));
+    }
+    let done = tokio::time::timeout(Duration::from_secs(args.timeout), follow(&api, &args.vm, &mut progress)).await;
+    match done {
+        Ok(result) => result,
+        Err(_) => {
+            let phase = api
+                .get_opt(&args.vm)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|a| a.status)
+                .map(|s| s.phase)
+                .unwrap_or_default();
+            Err(ClientError::Timeout(phase))
+        }
+    }
+}
+
+/// Watches one VMAdoption, reporting each new phase or message, until it ends.
+async fn follow(api: &Api<VMAdoption>, name: &str, progress: &mut impl FnMut(&str)) -> Result<String, ClientError> {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = std::pin::pin!(watcher(api.clone(), config).default_backoff().applied_objects());
+    let mut last = String::new();
+    while let Some(adoption) = stream.try_next().await.map_err(|e| ClientError::Api(e.to_string()))? {
+        let line = text::progress(&adoption);
+        if line != last {
+            progress(&line);
+            last = line;
+        }
+        match adoption.status.as_ref().map(|s| s.phase) {
+            Some(Phase::Succeeded) => return Ok(text::status_text(&adoption)),
+            Some(Phase::Failed) => {
+                let message = adoption.status.and_then(|s| s.message).unwrap_or_default();
+                return Err(ClientError::AdoptionFailed(message));
+            }
+            _ => {}
+        }
+    }
+    Err(ClientError::Api("the watch ended".into()))
+}
+
+/// The dry run: the same mapping and checks as the controller, from what the user may
+/// read (PVCs rather than PVs, which are cluster-scoped).
+async fn dry_run(client: &Client, namespace: &str, vm: &Value, adoption: &VMAdoption) -> Result<String, ClientError> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let mut facts = BTreeMap::new();
+    let mut bound = BTreeMap::new();
+    for name in preflight::claims_of(vm) {
+        let Some(claim) = claims
+            .get_opt(&name)
+            .await
+            .map_err(|e| api_error("reading the VM's claims", e))?
+        else {
+            continue;
+        };
+        let spec = claim.spec.clone().unwrap_or_default();
+        facts.insert(
+            name.clone(),
+            ClaimFacts {
+                size: spec
+                    .resources
+                    .as_ref()
+                    .and_then(|r| r.requests.as_ref())
+                    .and_then(|r| r.get("storage"))
+                    .map(|q| q.0.clone()),
+                storage_class: spec.storage_class_name.clone(),
+            },
+        );
+        let is_bound = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        bound.insert(name, spec.volume_name.filter(|_| is_bound));
+    }
+    let spec = &adoption.spec;
+    let request = InstanceRequest {
+        instance_name: spec.instance_name().to_owned(),
+        instance_type: spec.instance_type.clone(),
+        instance_profile: spec.instance_profile.clone(),
+    };
+    let mapping = map_vm(vm, &request, &facts).map_err(|e| ClientError::Invalid(e.to_string()))?;
+    let mut notes = Vec::new();
+    let mut taken = Vec::new();
+    for target in preflight::targets(&mapping) {
+        let found = match target.kind {
+            "PersistentVolumeClaim" => claims.get_opt(&target.name).await.map(|o| o.is_some()),
+            "VirtualMachine" => vms(client, Some(namespace))
+                .get_opt(&target.name)
+                .await
+                .map(|o| o.is_some()),
+            _ => continue, // HelmReleases and DataVolumes: checked by the controller
+        };
+        match found {
+            Ok(true) => taken.push(target),
+            Ok(false) => {}
+            Err(_) => notes.push(format!("could not check whether {target} exists; the controller will")),
+        }
+    }
+    let others = vms(client, Some(namespace))
+        .list(&Default::default())
+        .await
+        .map_err(|e| api_error("listing VirtualMachines", e))?;
+    let others: Vec<Value> = others
+        .items
+        .iter()
+        .map(|o| serde_json::to_value(o).unwrap_or_default())
+        .collect();
+    let plan = preflight::check(vm, &mapping, spec.stop_vm, &bound, &others, &taken)
+        .map_err(|e| ClientError::Invalid(e.to_string()))?;
+    let charts = Charts::default();
+    let (instance_values, disk_values) = apps::recorded_values(&mapping);
+    let instance = apps::instance_release(
+        namespace,
+        &mapping.instance_name,
+        &mapping.vm_name,
+        &instance_values,
+        "Halted",
+        &charts,
+    );
+    let disks: Vec<(String, Value)> = plan
+        .disks
+        .iter()
+        .zip(&disk_values)
+        .map(|(d, values)| {
+            (
+                format!(
+                    "VMDisk {}: takes over PVC {} on PV {} as PVC {} (zero-copy)",
+                    d.app_name, d.old_claim, d.pv, d.new_claim
+                ),
+                apps::disk_release(namespace, &d.app_name, &d.new_claim, values, &charts),
+            )
+        })
+        .collect();
+    notes.push(format!(
+        "the old VirtualMachine {} is removed once {} exists; its power state ({}) is then restored",
+        spec.vm_name, mapping.vm_name, mapping.run_strategy
+    ));
+    if !spec.stop_vm {
+        notes.push("a running VM is not stopped: the adoption waits until it is (or pass --stop)".into());
+    }
+    let adoption = serde_json::to_value(adoption).unwrap_or_default();
+    text::dry_run(&adoption, &instance, &disks, &mapping.warnings, &notes).map_err(|e| ClientError::Api(e.to_string()))
+}
+
+/// Calls KubeVirt's `start`, `stop` or `restart` subresource of VM `vm`.
+pub async fn vm_subresource(client: &Client, namespace: &str, vm: &str, action: &str) -> Result<(), kube::Error> {
+    let url = format!("/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{vm}/{action}");
+    let request = http::Request::put(url)
+        .header("content-type", "application/json")
+        .body(b"{}".to_vec())
+        .map_err(kube::Error::HttpError)?;
+    client.request_text(request).await.map(drop)
+}
+
+/// `start`, `stop` or `restart VM`, with the user's permissions.
+pub async fn power(client: &Client, namespace: &str, vm: &str, action: &str) -> Result<String, ClientError> {
+    match vm_subresource(client, namespace, vm, action).await {
+        Ok(()) => Ok(format!("virtualmachine.kubevirt.io/{vm} {action} requested\n")),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(ClientError::NoSuchVm {
+            namespace: namespace.to_owned(),
+            name: vm.to_owned(),
+        }),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            Err(ClientError::Invalid(format!("cannot {action} {vm}: {}", s.message)))
+        }
+        Err(e) => Err(api_error(&format!("{action} VirtualMachine {vm}"), e)),
+    }
+}
