@@ -808,4 +808,12 @@ fn the_console_is_off_by_default_and_has_no_rights_of_its_own() {
             .iter()
             .any(|e| e["name"] == "VM_IMPORT_CONSOLE_DEFAULT_NAMESPACE" && e["value"] == "tenant-demo")
     );
+    assert!(
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "VM_IMPORT_CONSOLE_METRICS_URL"
+                && e["value"] == "http://vmselect-shortterm.tenant-root.svc:8481/select/0/prometheus")
+    );
 }

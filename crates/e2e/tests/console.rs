@@ -97,6 +97,8 @@ async fn a_reader_sees_its_vms_and_cannot_stop_them() {
         target: target(),
         secure_cookies: false,
         default_namespace: None,
+        permissions: Default::default(),
+        metrics: Default::default(),
     });
     let send = |request: Request<Body>| {
         let app = app.clone();
@@ -117,6 +119,24 @@ async fn a_reader_sees_its_vms_and_cannot_stop_them() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains(">web-01<"), "{body}");
+
+    // The API server's SelfSubjectAccessReviews, under the reader's token: no action
+    // the reader may not take is offered.
+    let (status, body) = send(
+        Request::get(format!("/ns/{ns}/vms/web-01"))
+            .header(header::AUTHORIZATION, &bearer)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for action in ["start", "stop", "restart", "adopt"] {
+        assert!(
+            !body.contains(&format!("href=\"/ns/{ns}/vms/web-01/{action}\"")),
+            "{action} offered to a reader: {body}"
+        );
+    }
+    assert!(body.contains("You may not stop this VM"), "{body}");
 
     let csrf = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let (status, body) = send(

@@ -1,5 +1,6 @@
 // Progressive enhancement only: every page works without this script.
-// - Elements with data-refresh are re-fetched every 3 seconds (live status).
+// - Elements with data-refresh are re-fetched every 3 seconds (live status), or every
+//   data-refresh-every milliseconds (the charts).
 // - Forms with data-confirm ask before they post.
 "use strict";
 (function () {
@@ -10,10 +11,10 @@
       .catch(function () { /* keep what is shown */ });
   }
   document.addEventListener("DOMContentLoaded", function () {
-    var live = document.querySelectorAll("[data-refresh]");
-    if (live.length) {
-      setInterval(function () { live.forEach(refresh); }, 3000);
-    }
+    document.querySelectorAll("[data-refresh]").forEach(function (el) {
+      var every = parseInt(el.dataset.refreshEvery || "3000", 10);
+      setInterval(function () { refresh(el); }, every > 0 ? every : 3000);
+    });
     document.querySelectorAll("form[data-confirm]").forEach(function (form) {
       form.addEventListener("submit", function (e) {
         if (!window.confirm(form.dataset.confirm)) { e.preventDefault(); }

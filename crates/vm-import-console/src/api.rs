@@ -2,7 +2,10 @@
 //! bearer token (a client per request), so Kubernetes RBAC decides what each user may
 //! read and do. The console has no credentials of its own.
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::{
+    authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec},
+    core::v1::Namespace,
+};
 use kube::{
     Api, Client, Config,
     api::{DynamicObject, ListParams, PostParams},
@@ -233,4 +236,102 @@ pub async fn create_adoption(client: &Client, adoption: &VMAdoption) -> Result<(
         .await
         .map(drop)
         .map_err(|e| api_error(&format!("create VMAdoptions in {namespace}"), &e))
+}
+
+/// What the user may do with one VM, as the API server answers SelfSubjectAccessReviews
+/// under the user's own token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Permissions {
+    /// `update` on `virtualmachines/start` (`subresources.kubevirt.io`).
+    pub start: bool,
+    /// `update` on `virtualmachines/stop`.
+    pub stop: bool,
+    /// `update` on `virtualmachines/restart`.
+    pub restart: bool,
+    /// `create` on `vmadoptions` (`vm-import.cozystack.io`) in the namespace.
+    pub adopt: bool,
+}
+
+impl Permissions {
+    /// Whether `action` is allowed.
+    pub fn allows(&self, action: Action) -> bool {
+        match action {
+            Action::Start => self.start,
+            Action::Stop => self.stop,
+            Action::Restart => self.restart,
+        }
+    }
+}
+
+async fn review(client: &Client, attributes: ResourceAttributes) -> bool {
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(attributes),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &review).await {
+        Ok(answer) => answer.status.is_some_and(|s| s.allowed),
+        // No answer is no verdict: the action is offered and the API server decides.
+        Err(_) => true,
+    }
+}
+
+/// Asks the API server, as the user, what they may do with VM `name`.
+pub async fn permissions(client: &Client, namespace: &str, name: &str) -> Permissions {
+    let power = |action: Action| ResourceAttributes {
+        group: Some("subresources.kubevirt.io".into()),
+        resource: Some("virtualmachines".into()),
+        subresource: Some(action.as_str().into()),
+        verb: Some("update".into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let adopt = ResourceAttributes {
+        group: Some("vm-import.cozystack.io".into()),
+        resource: Some("vmadoptions".into()),
+        verb: Some("create".into()),
+        namespace: Some(namespace.into()),
+        ..Default::default()
+    };
+    let (start, stop, restart, adopt) = tokio::join!(
+        review(client, power(Action::Start)),
+        review(client, power(Action::Stop)),
+        review(client, power(Action::Restart)),
+        review(client, adopt),
+    );
+    Permissions {
+        start,
+        stop,
+        restart,
+        adopt,
+    }
+}
+
+/// Whether the user may `get` the VMs of `namespace`: asked before any metrics query
+/// for the list's trends.
+pub async fn may_read_vms(client: &Client, namespace: &str) -> bool {
+    let attributes = ResourceAttributes {
+        group: Some("kubevirt.io".into()),
+        resource: Some("virtualmachines".into()),
+        verb: Some("get".into()),
+        namespace: Some(namespace.into()),
+        ..Default::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(attributes),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // Unlike an action, no answer here means no query: metrics are only shown to those
+    // shown to be allowed.
+    api.create(&PostParams::default(), &review)
+        .await
+        .is_ok_and(|answer| answer.status.is_some_and(|s| s.allowed))
 }

@@ -35,6 +35,11 @@ pub struct Args {
     /// Namespace opened by `/` when the user names none.
     #[arg(long, env = "VM_IMPORT_CONSOLE_DEFAULT_NAMESPACE")]
     pub default_namespace: Option<String>,
+    /// The cluster's Prometheus-compatible query API (e.g. VictoriaMetrics'
+    /// `http://vmselect-shortterm.tenant-root.svc:8481/select/0/prometheus`), for the VM
+    /// charts; without it the console says it has no metrics.
+    #[arg(long, env = "VM_IMPORT_CONSOLE_METRICS_URL")]
+    pub metrics_url: Option<String>,
     /// Log format.
     #[arg(long, env = "VM_IMPORT_CONSOLE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -9,7 +9,9 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod charts;
 pub mod cli;
+pub mod metrics;
 pub mod pages;
 pub mod server;
 pub mod token;

@@ -7,6 +7,7 @@ use tracing_subscriber::{EnvFilter, fmt};
 use vm_import_console::{
     api::Target,
     cli::{Args, LogFormat},
+    metrics::Metrics,
     server::{AppState, router},
 };
 
@@ -33,6 +34,16 @@ async fn main() -> ExitCode {
         eprintln!("error: cannot read the API server's CA {path}: {e}");
         return ExitCode::from(2);
     }
+    let metrics = match args.metrics_url.as_deref().filter(|u| !u.is_empty()) {
+        None => Metrics::default(),
+        Some(url) => match Metrics::new(url) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let state = AppState {
         target: Target {
             server,
@@ -42,6 +53,8 @@ async fn main() -> ExitCode {
         },
         secure_cookies: args.secure_cookies,
         default_namespace: args.default_namespace.clone(),
+        permissions: Default::default(),
+        metrics,
     };
     let listener = match tokio::net::TcpListener::bind(args.http_addr).await {
         Ok(l) => l,

@@ -4,7 +4,9 @@
 use maud::{DOCTYPE, Markup, html};
 
 use crate::{
-    api::Action,
+    api::{Action, Permissions},
+    charts::{self, Plot},
+    metrics::{MetricsError, Points, Range, Unit},
     view::{VmDetail, VmRow},
 };
 
@@ -65,8 +67,13 @@ fn badge(row_status: &str, class: &str) -> Markup {
     html! { span class=(class) { (row_status) } }
 }
 
-/// The rows of the list table (also served alone, for the live refresh).
-pub fn rows(namespace: &str, rows: &[VmRow]) -> Markup {
+/// Each listed VM's CPU and memory over the last hour, when metrics are configured and
+/// the user may read the namespace's VMs.
+pub type Trends = std::collections::BTreeMap<String, (Result<Points, MetricsError>, Result<Points, MetricsError>)>;
+
+/// The rows of the list table (also served alone, for the live refresh), with trends
+/// when given.
+pub fn rows(namespace: &str, rows: &[VmRow], trends: Option<&Trends>) -> Markup {
     html! {
         @for r in rows {
             tr data-vm=(r.name) {
@@ -78,6 +85,17 @@ pub fn rows(namespace: &str, rows: &[VmRow]) -> Markup {
                 td { (r.source) }
                 td.mono { (r.adopted_at) }
                 td { (r.level) }
+                @if let Some(trends) = trends {
+                    td.trend {
+                        @match trends.get(&r.name) {
+                            Some((cpu, memory)) => {
+                                (charts::sparkline("CPU", Unit::Cores, cpu))
+                                (charts::sparkline("Memory", Unit::Bytes, memory))
+                            }
+                            None => { span.muted { "–" } }
+                        }
+                    }
+                }
                 td { (r.age) }
             }
         }
@@ -85,7 +103,7 @@ pub fn rows(namespace: &str, rows: &[VmRow]) -> Markup {
 }
 
 /// The list page of a namespace.
-pub fn list(namespace: &str, vm_rows: &[VmRow]) -> Markup {
+pub fn list(namespace: &str, vm_rows: &[VmRow], trends: Option<&Trends>) -> Markup {
     layout(
         namespace,
         Some(namespace),
@@ -101,22 +119,58 @@ pub fn list(namespace: &str, vm_rows: &[VmRow]) -> Markup {
                 table.vms {
                     thead { tr {
                         th { "Name" } th { "Status" } th { "IP addresses" } th { "Node" } th { "Plan" }
-                        th { "Source" } th { "Adopted at" } th { "Adoption" } th { "Age" }
+                        th { "Source" } th { "Adopted at" } th { "Adoption" }
+                        @if trends.is_some() { th title="CPU and memory, last hour" { "Trend" } }
+                        th { "Age" }
                     } }
-                    tbody data-refresh={ "/ns/" (namespace) "/rows" } { (rows(namespace, vm_rows)) }
+                    tbody data-refresh={ "/ns/" (namespace) "/rows" } { (rows(namespace, vm_rows, trends)) }
                 }
             }
         },
     )
 }
 
-fn action_links(namespace: &str, vm: &str) -> Markup {
+/// The actions on a VM: those the user may take as links, the others disabled with
+/// the reason; "Fully adopt…" only for a VM no VMAdoption concerns yet.
+fn action_links(namespace: &str, vm: &str, permissions: &Permissions, adoptable: bool) -> Markup {
+    let denied: Vec<&str> = [Action::Start, Action::Stop, Action::Restart]
+        .into_iter()
+        .filter(|a| !permissions.allows(*a))
+        .map(Action::as_str)
+        .collect();
     html! {
         nav.actions {
             @for action in [Action::Start, Action::Stop, Action::Restart] {
-                a.button href={ "/ns/" (namespace) "/vms/" (vm) "/" (action.as_str()) } { (capitalize(action.as_str())) }
+                @if permissions.allows(action) {
+                    a.button href={ "/ns/" (namespace) "/vms/" (vm) "/" (action.as_str()) } { (capitalize(action.as_str())) }
+                } @else {
+                    span.button.disabled aria-disabled="true"
+                        title={ "You may not " (action.as_str()) " this VM (update on virtualmachines/" (action.as_str()) " in subresources.kubevirt.io)" } {
+                        (capitalize(action.as_str()))
+                    }
+                }
             }
-            a.button.primary href={ "/ns/" (namespace) "/vms/" (vm) "/adopt" } { "Fully adopt…" }
+            @if adoptable {
+                @if permissions.adopt {
+                    a.button.primary href={ "/ns/" (namespace) "/vms/" (vm) "/adopt" } { "Fully adopt…" }
+                } @else {
+                    span.button.disabled aria-disabled="true" title="You may not create VMAdoptions in this namespace" { "Fully adopt…" }
+                }
+            }
+        }
+        @if !denied.is_empty() || (adoptable && !permissions.adopt) {
+            p.muted.denied {
+                "Your permissions do not include: "
+                @for (i, action) in denied.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    (action) " (update on " code { "virtualmachines/" (action) } ")"
+                }
+                @if adoptable && !permissions.adopt {
+                    @if !denied.is_empty() { ", " }
+                    "full adoption (create on " code { "vmadoptions" } ")"
+                }
+                "."
+            }
         }
     }
 }
@@ -144,8 +198,37 @@ pub fn detail_status(d: &VmDetail) -> Markup {
     }
 }
 
-/// The detail page of a VM.
-pub fn detail(namespace: &str, d: &VmDetail, notice: Option<&str>) -> Markup {
+/// A VM's charts, with the range picker; refreshed live by the page's script.
+pub fn metrics(namespace: &str, vm: &str, range: Range, plots: &[Plot]) -> Markup {
+    html! {
+        nav.ranges aria-label="Period" {
+            @for r in Range::ALL {
+                @if r == range {
+                    span.range.current aria-current="true" { (r.as_str()) }
+                } @else {
+                    a.range href={ "/ns/" (namespace) "/vms/" (vm) "?range=" (r.as_str()) "#metrics" } { (r.as_str()) }
+                }
+            }
+        }
+        @if plots.is_empty() {
+            p.chart-message role="note" {
+                "No metrics: the console has no metrics endpoint. Set the chart value "
+                code { "console.metricsUrl" } " (flag " code { "--metrics-url" } ") to the cluster's Prometheus-compatible query API."
+            }
+        } @else {
+            div.charts { @for p in plots { (charts::chart(p)) } }
+        }
+    }
+}
+
+/// The detail page of a VM; `charts` once the user's token has read it.
+pub fn detail(
+    namespace: &str,
+    d: &VmDetail,
+    notice: Option<&str>,
+    permissions: &Permissions,
+    charts: Option<(Range, &[Plot])>,
+) -> Markup {
     layout(
         &d.name,
         Some(namespace),
@@ -153,8 +236,14 @@ pub fn detail(namespace: &str, d: &VmDetail, notice: Option<&str>) -> Markup {
             p.crumbs { a href={ "/ns/" (namespace) } { "← " (namespace) } }
             h1 { (d.name) }
             @if let Some(n) = notice { p.notice role="status" { (n) } }
-            (action_links(namespace, &d.name))
+            (action_links(namespace, &d.name, permissions, d.adoptable))
             section data-refresh={ "/ns/" (namespace) "/vms/" (d.name) "/status" } { (detail_status(d)) }
+            @if let Some((range, plots)) = charts {
+                h2 id="metrics" { "Metrics" }
+                section.metrics data-refresh={ "/ns/" (namespace) "/vms/" (d.name) "/metrics?range=" (range.as_str()) } data-refresh-every="30000" {
+                    (metrics(namespace, &d.name, range, plots))
+                }
+            }
             h2 { "Conditions" }
             @if d.conditions.is_empty() { p.muted { "None reported." } } @else {
                 table { thead { tr { th { "Type" } th { "Status" } th { "Reason" } th { "Message" } } }
@@ -321,13 +410,13 @@ mod tests {
             level: "labelled".into(),
             age: "1d".into(),
         };
-        let html = rows("t", &[row]).into_string();
+        let html = rows("t", &[row], None).into_string();
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
     }
 
     #[test]
     fn an_empty_namespace_explains_how_vms_get_here() {
-        let html = list("tenant-a", &[]).into_string();
+        let html = list("tenant-a", &[], None).into_string();
         assert!(html.contains("No imported VMs here yet."));
         assert!(html.contains("cozystack.io/adopted=true"));
     }

@@ -5,7 +5,12 @@
 // way out, so its size costs nothing worth boxing.
 #![allow(clippy::result_large_err)]
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use axum::{
     Form, Router,
@@ -28,7 +33,9 @@ use vm_import_core::{
 };
 
 use crate::{
-    api::{self, Action, ApiError, Kind, Target},
+    api::{self, Action, ApiError, Kind, Permissions, Target},
+    charts::Plot,
+    metrics::{Chart, Metrics, Range},
     pages::{self, AdoptForm},
     token::{self, Token},
     view,
@@ -46,6 +53,152 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Where `/` goes when the user names no namespace.
     pub default_namespace: Option<String>,
+    /// What each user may do, as the API server last said.
+    pub permissions: PermissionCache,
+    /// The metrics query API, if configured.
+    pub metrics: Metrics,
+}
+
+/// How long an answer about what a user may do is reused.
+pub const PERMISSIONS_TTL: Duration = Duration::from_secs(30);
+
+type PermissionKey = (u64, String, String);
+
+/// SelfSubjectAccessReview answers by user, namespace and VM, for [`PERMISSIONS_TTL`].
+/// A user is known by a keyed hash of their token: no token is kept.
+#[derive(Clone, Default)]
+pub struct PermissionCache {
+    hasher: RandomState,
+    answers: Arc<Mutex<HashMap<PermissionKey, (Instant, Permissions)>>>,
+    reads: Arc<Mutex<HashMap<PermissionKey, (Instant, bool)>>>,
+}
+
+impl std::fmt::Debug for PermissionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PermissionCache")
+    }
+}
+
+impl PermissionCache {
+    fn key(&self, headers: &HeaderMap, ns: &str, vm: &str) -> PermissionKey {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        (self.hasher.hash_one(token), ns.to_owned(), vm.to_owned())
+    }
+
+    /// What the requesting user may do with VM `vm`: from the cache, or asked anew.
+    async fn get(&self, client: &Client, headers: &HeaderMap, ns: &str, vm: &str) -> Permissions {
+        let key = self.key(headers, ns, vm);
+        let now = Instant::now();
+        if let Ok(answers) = self.answers.lock()
+            && let Some((at, permissions)) = answers.get(&key)
+            && now.duration_since(*at) < PERMISSIONS_TTL
+        {
+            return *permissions;
+        }
+        let permissions = api::permissions(client, ns, vm).await;
+        if let Ok(mut answers) = self.answers.lock() {
+            if answers.len() >= 4096 {
+                answers.retain(|_, (at, _)| now.duration_since(*at) < PERMISSIONS_TTL);
+            }
+            answers.insert(key, (now, permissions));
+        }
+        permissions
+    }
+
+    /// Whether the requesting user may `get` the VMs of `ns`: from the cache, or asked.
+    async fn may_read(&self, client: &Client, headers: &HeaderMap, ns: &str) -> bool {
+        let key = self.key(headers, ns, "");
+        let now = Instant::now();
+        if let Ok(reads) = self.reads.lock()
+            && let Some((at, allowed)) = reads.get(&key)
+            && now.duration_since(*at) < PERMISSIONS_TTL
+        {
+            return *allowed;
+        }
+        let allowed = api::may_read_vms(client, ns).await;
+        if let Ok(mut reads) = self.reads.lock() {
+            if reads.len() >= 4096 {
+                reads.retain(|_, (at, _)| now.duration_since(*at) < PERMISSIONS_TTL);
+            }
+            reads.insert(key, (now, allowed));
+        }
+        allowed
+    }
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(Timestamp::now().as_second()).unwrap_or_default()
+}
+
+/// The charts of VM `vm` (its vCPUs allotted, when known). Call only once the user's
+/// own token has read the VM.
+async fn plots(metrics: &Metrics, ns: &str, vm: &str, vcpus: Option<u64>, range: Range) -> Vec<Plot> {
+    if !metrics.configured() {
+        return Vec::new();
+    }
+    let end = unix_now();
+    let plot = |chart: Chart| async move {
+        let mut series = Vec::new();
+        for s in chart.series(ns, vm) {
+            series.push((s.label, metrics.range(&s.query, range, end).await));
+        }
+        let step = range.step();
+        Plot {
+            title: chart.title(),
+            unit: chart.unit(),
+            series,
+            reference: vcpus
+                .filter(|_| chart == Chart::Cpu)
+                .map(|n| ("allotted".to_owned(), n as f64)),
+            range,
+            end: end - end % step,
+        }
+    };
+    let (cpu, memory, network, disk) = tokio::join!(
+        plot(Chart::Cpu),
+        plot(Chart::Memory),
+        plot(Chart::Network),
+        plot(Chart::Disk)
+    );
+    vec![cpu, memory, network, disk]
+}
+
+/// The list's trends: each VM's CPU and memory over the last hour, once the user is
+/// shown to be allowed to `get` the namespace's VMs; `None` without metrics.
+async fn trends(
+    state: &AppState,
+    client: &Client,
+    headers: &HeaderMap,
+    ns: &str,
+    rows: &[view::VmRow],
+) -> Option<pages::Trends> {
+    if !state.metrics.configured() || !state.permissions.may_read(client, headers, ns).await {
+        return None;
+    }
+    let now = unix_now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for row in rows {
+        let (metrics, ns, name) = (state.metrics.clone(), ns.to_owned(), row.name.clone());
+        tasks.spawn(async move {
+            let cpu = Chart::Cpu.series(&ns, &name).remove(0).query;
+            let memory = Chart::Memory.series(&ns, &name).remove(0).query;
+            let (cpu, memory) = tokio::join!(
+                metrics.range(&cpu, Range::Hour, now),
+                metrics.range(&memory, Range::Hour, now)
+            );
+            (name, (cpu, memory))
+        });
+    }
+    let mut out = pages::Trends::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((name, trend)) = done {
+            out.insert(name, trend);
+        }
+    }
+    Some(out)
 }
 
 type Shared = Arc<AppState>;
@@ -60,6 +213,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ns/{ns}", get(list_page))
         .route("/ns/{ns}/rows", get(rows_fragment))
         .route("/ns/{ns}/vms/{vm}", get(detail_page))
+        .route("/ns/{ns}/vms/{vm}/metrics", get(metrics_fragment))
         .route("/ns/{ns}/vms/{vm}/status", get(status_fragment))
         .route("/ns/{ns}/vms/{vm}/adopt", get(adopt_form).post(adopt_create))
         .route("/ns/{ns}/vms/{vm}/adopt/preview", axum::routing::post(adopt_preview))
@@ -258,7 +412,10 @@ async fn list_page(State(state): State<Shared>, headers: HeaderMap, Path(ns): Pa
         Err(r) => return r,
     };
     match load_rows(&client, &ns).await {
-        Ok(rows) => page(StatusCode::OK, pages::list(&ns, &rows)),
+        Ok(rows) => {
+            let trends = trends(&state, &client, &headers, &ns, &rows).await;
+            page(StatusCode::OK, pages::list(&ns, &rows, trends.as_ref()))
+        }
         Err(e) => error_page(&e, Some("/")),
     }
 }
@@ -272,7 +429,10 @@ async fn rows_fragment(State(state): State<Shared>, headers: HeaderMap, Path(ns)
         Err(r) => return r,
     };
     match load_rows(&client, &ns).await {
-        Ok(rows) => page(StatusCode::OK, pages::rows(&ns, &rows)),
+        Ok(rows) => {
+            let trends = trends(&state, &client, &headers, &ns, &rows).await;
+            page(StatusCode::OK, pages::rows(&ns, &rows, trends.as_ref()))
+        }
         Err(e) => error_page(&e, None),
     }
 }
@@ -316,6 +476,12 @@ async fn load_detail(client: &Client, ns: &str, vm_name: &str) -> Result<view::V
 #[derive(Debug, Deserialize)]
 struct NoticeQuery {
     done: Option<String>,
+    range: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RangeQuery {
+    range: Option<String>,
 }
 
 fn notice(done: Option<&str>, vm: &str) -> Option<String> {
@@ -339,12 +505,52 @@ async fn detail_page(
         Err(r) => return r,
     };
     match load_detail(&client, &ns, &vm).await {
-        Ok(d) => page(
-            StatusCode::OK,
-            pages::detail(&ns, &d, notice(q.done.as_deref(), &vm).as_deref()),
-        ),
+        Ok(d) => {
+            // The user's token has just read the VM: its metrics may be queried.
+            let range = Range::parse(q.range.as_deref());
+            let (permissions, plots) = tokio::join!(
+                state.permissions.get(&client, &headers, &ns, &vm),
+                plots(&state.metrics, &ns, &vm, d.vcpus, range)
+            );
+            page(
+                StatusCode::OK,
+                pages::detail(
+                    &ns,
+                    &d,
+                    notice(q.done.as_deref(), &vm).as_deref(),
+                    &permissions,
+                    Some((range, &plots)),
+                ),
+            )
+        }
         Err(e) => error_page(&e, Some(&format!("/ns/{ns}"))),
     }
+}
+
+/// The charts alone, for the live refresh. The user's token must read the VM first; a
+/// user who may not causes no metrics query.
+async fn metrics_fragment(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, vm)): Path<(String, String)>,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    if let Err(r) = valid(&[&ns, &vm]) {
+        return r;
+    }
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let object = match api::get(&client, Kind::Vm, &ns, &vm).await {
+        Ok(Some(object)) => object,
+        Ok(None) => return error_page(&ApiError::NotFound(format!("VirtualMachine {vm} in {ns}")), None),
+        Err(e) => return error_page(&e, None),
+    };
+    let range = Range::parse(q.range.as_deref());
+    let vcpus = view::detail(&object, None, &[], &[], None, None, Timestamp::now()).vcpus;
+    let plots = plots(&state.metrics, &ns, &vm, vcpus, range).await;
+    page(StatusCode::OK, pages::metrics(&ns, &vm, range, &plots))
 }
 
 async fn status_fragment(

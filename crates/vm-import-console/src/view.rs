@@ -255,6 +255,8 @@ pub struct VmDetail {
     pub guest_os: Option<String>,
     /// CPU: sockets × cores × threads, or the instance type.
     pub cpu: String,
+    /// The vCPUs allotted, when the VM sizes itself (not with an instance type).
+    pub vcpus: Option<u64>,
     /// Memory.
     pub memory: String,
     /// Time since the instance started.
@@ -269,6 +271,8 @@ pub struct VmDetail {
     pub sync: Option<String>,
     /// The VMAdoption's message, while one runs.
     pub adoption_message: Option<String>,
+    /// Whether full adoption may be requested: no VMAdoption concerns the VM yet.
+    pub adoptable: bool,
 }
 
 /// The detail page of `vm`.
@@ -358,15 +362,18 @@ pub fn detail(
         })
         .collect();
     let domain = &template["domain"];
+    let n = |k: &str| {
+        domain
+            .pointer(&format!("/cpu/{k}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(1)
+    };
+    let vcpus = text(vm, "/spec/instancetype/name")
+        .is_none()
+        .then(|| n("sockets") * n("cores") * n("threads"));
     let cpu = match text(vm, "/spec/instancetype/name") {
         Some(instance_type) => format!("instance type {instance_type}"),
         None => {
-            let n = |k: &str| {
-                domain
-                    .pointer(&format!("/cpu/{k}"))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(1)
-            };
             format!(
                 "{} vCPU ({} sockets × {} cores × {} threads)",
                 n("sockets") * n("cores") * n("threads"),
@@ -442,6 +449,7 @@ pub fn detail(
         networks,
         guest_os,
         cpu,
+        vcpus,
         memory,
         uptime,
         events: events.into_iter().take(20).map(|(_, e)| e).collect(),
@@ -455,6 +463,7 @@ pub fn detail(
             })
             .unwrap_or_default(),
         level: level(adoption),
+        adoptable: adoption.is_none(),
         sync: adoption
             .and_then(|a| a.status.as_ref())
             .and_then(vm_import_api::VMAdoptionStatus::sync_summary),

@@ -11,12 +11,39 @@ use axum::{
     body::{Body, to_bytes},
     http::{Request, StatusCode, header},
 };
-use support::standin::StandIn;
+use support::{
+    prometheus::{Mode, Prometheus},
+    standin::StandIn,
+};
 use tower::ServiceExt;
 use vm_import_console::{
     api::Target,
+    metrics::Metrics,
     server::{AppState, CSRF_COOKIE, router},
 };
+
+/// The console with a metrics API (the stand-in), its per-query timeout short.
+async fn console_with_metrics() -> (Router, StandIn, Prometheus) {
+    let standin = StandIn::default();
+    let url = standin.serve().await;
+    let prometheus = Prometheus::default();
+    let metrics_url = prometheus.serve().await;
+    let state = AppState {
+        target: Target {
+            server: url,
+            ca_file: None,
+            ca_data: None,
+            insecure: false,
+        },
+        secure_cookies: false,
+        default_namespace: None,
+        permissions: Default::default(),
+        metrics: Metrics::new(&metrics_url)
+            .unwrap()
+            .with_timeout(std::time::Duration::from_millis(300)),
+    };
+    (router(state), standin, prometheus)
+}
 
 async fn console() -> (Router, StandIn) {
     let standin = StandIn::default();
@@ -30,6 +57,8 @@ async fn console() -> (Router, StandIn) {
         },
         secure_cookies: false,
         default_namespace: None,
+        permissions: Default::default(),
+        metrics: Default::default(),
     };
     (router(state), standin)
 }
@@ -335,4 +364,183 @@ async fn tokens_are_never_logged() {
     for secret in ["admin-token", "stolen", "Bearer"] {
         assert!(!logs.contains(secret), "{secret} in the logs");
     }
+}
+
+#[tokio::test]
+async fn only_the_actions_the_user_may_take_are_offered() {
+    let (app, standin) = console().await;
+    let (status, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    for action in ["start", "stop", "restart", "adopt"] {
+        assert!(
+            !body.contains(&format!("href=\"/ns/tenant-demo/vms/web-01/{action}\"")),
+            "no {action} link for a reader: {body}"
+        );
+    }
+    assert!(body.contains("aria-disabled=\"true\""), "{body}");
+    assert!(body.contains("You may not stop this VM"), "{body}");
+    assert!(body.contains("Your permissions do not include"), "{body}");
+    let reviews: Vec<_> = standin
+        .seen()
+        .into_iter()
+        .filter(|r| r.path.contains("selfsubjectaccessreviews"))
+        .collect();
+    assert_eq!(reviews.len(), 4, "start, stop, restart and create vmadoptions");
+    assert!(reviews.iter().all(|r| r.method == "POST" && r.token == "viewer-token"));
+
+    // Asked once per user and VM for a while: a reload asks nothing.
+    send(&app, get("/ns/tenant-demo/vms/web-01", Some("viewer-token"))).await;
+    let again = standin
+        .seen()
+        .into_iter()
+        .filter(|r| r.path.contains("selfsubjectaccessreviews"))
+        .count();
+    assert_eq!(again, 4);
+
+    // Another user is asked for under their own token, and may do everything.
+    let (_, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01", Some("admin-token"))).await;
+    for action in ["start", "stop", "restart", "adopt"] {
+        assert!(
+            body.contains(&format!("href=\"/ns/tenant-demo/vms/web-01/{action}\"")),
+            "{action} offered to an admin"
+        );
+    }
+    assert!(!body.contains("aria-disabled"), "{body}");
+    let admin_reviews = standin
+        .seen()
+        .into_iter()
+        .filter(|r| r.path.contains("selfsubjectaccessreviews") && r.token == "admin-token")
+        .count();
+    assert_eq!(admin_reviews, 4);
+}
+
+const WEB_QUERIES: [&str; 7] = [
+    r#"sum(rate(kubevirt_vmi_cpu_usage_seconds_total{namespace="tenant-demo",name="web-01"}[5m]))"#,
+    r#"sum(kubevirt_vmi_memory_used_bytes{namespace="tenant-demo",name="web-01"})"#,
+    r#"sum(kubevirt_vmi_memory_domain_bytes{namespace="tenant-demo",name="web-01"})"#,
+    r#"sum(rate(kubevirt_vmi_network_receive_bytes_total{namespace="tenant-demo",name="web-01"}[5m]))"#,
+    r#"sum(rate(kubevirt_vmi_network_transmit_bytes_total{namespace="tenant-demo",name="web-01"}[5m]))"#,
+    r#"sum(rate(kubevirt_vmi_storage_read_traffic_bytes_total{namespace="tenant-demo",name="web-01"}[5m]))"#,
+    r#"sum(rate(kubevirt_vmi_storage_write_traffic_bytes_total{namespace="tenant-demo",name="web-01"}[5m]))"#,
+];
+
+#[tokio::test]
+async fn the_detail_page_charts_the_vms_own_series_only() {
+    let (app, _, prometheus) = console_with_metrics().await;
+    let (status, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01?range=6h", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.matches("<figure class=\"chart\"").count(), 4, "{body}");
+    assert_eq!(body.matches("<svg").count(), 4, "{body}");
+    for title in ["CPU", "Memory", "Network", "Disk"] {
+        assert!(body.contains(&format!("<figcaption>{title}")), "{title}");
+    }
+    assert!(body.contains("allotted: 2.00 cores"), "the vCPUs from the spec: {body}");
+    assert!(body.contains("guest size: 4.0 GiB"), "{body}");
+    assert!(body.contains("Gaps: no samples"), "the stand-in's gap is said: {body}");
+    assert!(body.contains("aria-current=\"true\">6h<"), "{body}");
+    let mut queries = prometheus.queries();
+    queries.sort();
+    queries.dedup();
+    let mut expected: Vec<String> = WEB_QUERIES.iter().map(|q| (*q).to_owned()).collect();
+    expected.sort();
+    assert_eq!(queries, expected, "exactly the seven series of web-01, pinned to it");
+
+    // The live refresh: the same charts, from the cache.
+    let before = prometheus.queries().len();
+    let (status, _, fragment) = send(
+        &app,
+        get("/ns/tenant-demo/vms/web-01/metrics?range=6h", Some("viewer-token")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fragment.matches("<svg").count(), 4);
+    assert_eq!(prometheus.queries().len(), before, "answers are reused for a while");
+
+    // A VM that never ran in the period.
+    let (_, _, body) = send(&app, get("/ns/tenant-demo/vms/db-01", Some("viewer-token"))).await;
+    assert!(body.contains("No data in this period"), "{body}");
+}
+
+#[tokio::test]
+async fn a_user_who_may_not_read_the_vm_causes_no_query() {
+    let (app, _, prometheus) = console_with_metrics().await;
+    let (status, _, _) = send(&app, get("/ns/tenant-demo/vms/web-01", Some("nobody-token"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = send(
+        &app,
+        get("/ns/tenant-demo/vms/web-01/metrics?range=7d", Some("nobody-token")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = send(&app, get("/ns/tenant-demo/rows", Some("nobody-token"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = send(&app, get("/ns/tenant-demo/vms/web-01/metrics", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(prometheus.queries(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_failing_or_silent_endpoint_is_a_message_not_an_error_page() {
+    let (app, _, prometheus) = console_with_metrics().await;
+    prometheus.set_mode(Mode::Fail);
+    let (status, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("Metrics unavailable: the metrics endpoint failed"),
+        "{body}"
+    );
+    assert!(
+        body.contains("storage unavailable"),
+        "the endpoint's own message: {body}"
+    );
+    assert!(body.contains("Disks"), "the rest of the page is there");
+
+    let (app, _, prometheus) = console_with_metrics().await;
+    prometheus.set_mode(Mode::Hang);
+    let started = std::time::Instant::now();
+    let (status, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01/metrics", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("did not answer within 1 s"), "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // No endpoint at all: the page says so, and works.
+    let (app, _) = console().await;
+    let (status, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("the console has no metrics endpoint"), "{body}");
+    assert!(!body.contains("<svg"));
+    let (_, _, list) = send(&app, get("/ns/tenant-demo", Some("viewer-token"))).await;
+    assert!(!list.contains("Trend"), "no trend column without metrics");
+}
+
+#[tokio::test]
+async fn the_list_shows_cpu_and_memory_trends() {
+    let (app, standin, prometheus) = console_with_metrics().await;
+    let (status, _, body) = send(&app, get("/ns/tenant-demo", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(">Trend<"), "{body}");
+    let web = body.split("data-vm=\"web-01\"").nth(1).unwrap_or_default();
+    let web = web.split("</tr>").next().unwrap_or_default();
+    assert_eq!(web.matches("<svg class=\"spark\"").count(), 2, "{web}");
+    assert!(web.contains("CPU, last hour: now"), "{web}");
+    let db = body.split("data-vm=\"db-01\"").nth(1).unwrap_or_default();
+    let db = db.split("</tr>").next().unwrap_or_default();
+    assert!(db.contains("no data in the last hour"), "{db}");
+    // The user was shown to be allowed to get the VMs first, with their own token.
+    let review = standin
+        .seen()
+        .into_iter()
+        .find(|r| r.path.contains("selfsubjectaccessreviews"))
+        .unwrap();
+    assert_eq!(review.token, "viewer-token");
+    let queries = prometheus.queries();
+    assert!(
+        queries.iter().all(|q| q.contains("namespace=\"tenant-demo\"")),
+        "{queries:?}"
+    );
+    assert_eq!(queries.len(), 4, "CPU and memory of each of the two VMs: {queries:?}");
 }

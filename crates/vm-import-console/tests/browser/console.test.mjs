@@ -52,13 +52,19 @@ async function waitFor(url) {
 
 before(async () => {
   const standin = start(path.join(target, "debug/examples/standin"), []);
-  api = await new Promise((resolve) => {
-    createInterface({ input: standin.stdout }).once("line", (line) => resolve(line.trim()));
+  const [apiUrl, metricsUrl] = await new Promise((resolve) => {
+    const lines = [];
+    createInterface({ input: standin.stdout }).on("line", (line) => {
+      lines.push(line.trim());
+      if (lines.length === 2) resolve(lines);
+    });
   });
+  api = apiUrl;
   const port = await freePort();
   consoleUrl = `http://127.0.0.1:${port}`;
   start(path.join(target, "debug/vm-import-console"), [
     "--api-server", api, "--http-addr", `127.0.0.1:${port}`, "--secure-cookies=false",
+    "--metrics-url", metricsUrl,
   ]);
   await waitFor(`${consoleUrl}/healthz`);
   browser = await chromium.launch({
@@ -119,6 +125,18 @@ test("stop asks first, then goes to the API with the user's token", async () => 
   await p.context().close();
 });
 
+test("a reader is offered no action they may not take", async () => {
+  const p = await page("viewer-token");
+  await p.goto(`${consoleUrl}/ns/tenant-demo/vms/db-01`);
+  for (const name of ["Start", "Stop", "Restart", "Fully adopt…"]) {
+    assert.equal(await p.getByRole("link", { name }).count(), 0, `${name} is not a link`);
+  }
+  assert.match(await p.locator("p.denied").innerText(), /Your permissions do not include: start/);
+  const reviews = (await apiRequests()).filter((r) => r.path.includes("selfsubjectaccessreviews") && r.token === "viewer-token");
+  assert.ok(reviews.length >= 4, "asked the API server with the reader's token");
+  await p.context().close();
+});
+
 test("a 403 from the API server is shown as a plain message", async () => {
   const p = await page("viewer-token");
   await p.goto(`${consoleUrl}/ns/tenant-demo/vms/db-01/start`);
@@ -137,14 +155,35 @@ test("full adoption shows the plan and its warnings before anything is created",
   await p.getByRole("button", { name: "Preview" }).click();
   await p.getByText("Not carried over", { exact: true }).waitFor();
   assert.match(await p.locator("pre.plan").innerText(), /VMDisk web-disk-0: takes over PVC vm-import-demo-web-01-disk-0/);
-  assert.equal((await apiRequests()).filter((r) => r.method === "POST").length, 0);
+  const creates = async () =>
+    (await apiRequests()).filter((r) => r.method === "POST" && !r.path.includes("selfsubjectaccessreviews"));
+  assert.equal((await creates()).length, 0);
   p.once("dialog", (d) => d.accept());
   await p.getByRole("button", { name: "Adopt web-01" }).click();
   await p.getByRole("status").filter({ hasText: "Full adoption of web-01 requested" }).waitFor();
-  const posts = (await apiRequests()).filter((r) => r.method === "POST");
+  const posts = await creates();
   assert.equal(posts.length, 1);
   assert.equal(posts[0].token, "admin-token");
   await p.context().close();
+});
+
+test("the detail page charts CPU, memory, network and disk, with a readout and ranges", async () => {
+  const p = await page("viewer-token");
+  await p.goto(`${consoleUrl}/ns/tenant-demo/vms/web-01`);
+  const charts = p.locator("section.metrics figure.chart");
+  assert.equal(await charts.count(), 4);
+  assert.deepEqual(await p.locator("section.metrics figcaption").allInnerTexts(),
+    ["CPU (cores, UTC)", "Memory (bytes, UTC)", "Network (bytes per second, UTC)", "Disk (bytes per second, UTC)"]);
+  const readout = await charts.first().locator("rect.slot title").first().textContent();
+  assert.match(readout, /UTC: used: \d+\.\d+ cores/);
+  await p.getByRole("link", { name: "7d" }).click();
+  await p.locator('.range.current', { hasText: "7d" }).waitFor();
+  assert.equal(await p.locator("section.metrics svg").count(), 4);
+  const list = await page("viewer-token");
+  await list.goto(`${consoleUrl}/ns/tenant-demo`);
+  assert.equal(await list.locator('tr[data-vm="web-01"] svg.spark').count(), 2);
+  await p.context().close();
+  await list.context().close();
 });
 
 test("screenshots, light and dark", { skip: !process.env.UPDATE_SCREENSHOTS }, async () => {
@@ -156,6 +195,7 @@ test("screenshots, light and dark", { skip: !process.env.UPDATE_SCREENSHOTS }, a
     await p.screenshot({ path: path.join(dir, `list-${scheme}.png`) });
     await p.goto(`${consoleUrl}/ns/tenant-demo/vms/web-01`);
     await p.screenshot({ path: path.join(dir, `detail-${scheme}.png`), fullPage: true });
+    await p.locator("section.metrics").screenshot({ path: path.join(dir, `charts-${scheme}.png`) });
     await p.context().close();
   }
 });

@@ -1,2 +1,3 @@
 //! Test support for the console.
+pub mod prometheus;
 pub mod standin;

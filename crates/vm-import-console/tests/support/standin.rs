@@ -5,7 +5,8 @@
 //! `POST /__status/{vm}/{status}` changes a VM's status, as KubeVirt would.
 //!
 //! Tokens: `admin-token` may do everything; `viewer-token` may read but gets 403 on
-//! every write; any other token gets 401.
+//! every write; `nobody-token` is authenticated but may do nothing (and
+//! SelfSubjectAccessReviews answer so); any other token gets 401.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
@@ -139,8 +140,24 @@ async fn api(State(s): State<StandIn>, method: Method, uri: Uri, headers: Header
         path: uri.to_string(),
         token: token.clone(),
     });
-    if token != "admin-token" && token != "viewer-token" {
+    if !["admin-token", "viewer-token", "nobody-token"].contains(&token.as_str()) {
         return status(401, "Unauthorized", "Unauthorized");
+    }
+    if path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" {
+        // What RBAC would answer: the admin may do everything, the viewer only read,
+        // and nobody nothing.
+        let mut review: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let verb = review["spec"]["resourceAttributes"]["verb"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let reads = ["get", "list", "watch"].contains(&verb.as_str());
+        let allowed = token == "admin-token" || (token == "viewer-token" && reads);
+        review["status"] = json!({"allowed": allowed});
+        return (StatusCode::CREATED, Json(review)).into_response();
+    }
+    if token == "nobody-token" {
+        return status(403, "Forbidden", "forbidden: the user may not do this");
     }
     let writes = method != Method::GET;
     if writes && token == "viewer-token" {
