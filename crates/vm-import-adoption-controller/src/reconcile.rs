@@ -240,6 +240,12 @@ pub fn existing_record(cm: &ConfigMap) -> ExistingRecord {
 #[tracing::instrument(skip_all, fields(vm = %vm.metadata.name.as_deref().unwrap_or_default(), namespace = %vm.metadata.namespace.as_deref().unwrap_or_default()))]
 pub async fn reconcile(vm: Arc<VmMeta>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.wait_until_ready().await;
+    // The controller hands over the VM as it was when this reconcile was queued. One
+    // queued while another reconcile of the same VM ran (triggered by that reconcile's
+    // own ConfigMap write, say) can get a version older than the store's, from before
+    // the other reconcile's label write, and would make that write again. Decide from
+    // the newest version the store has.
+    let vm = ctx.vms.get(&ObjectRef::from_obj(vm.as_ref())).unwrap_or(vm);
     let started = Instant::now();
     let result = match reconcile_inner(&vm, &ctx).await {
         // Its namespace is being deleted: nothing may be created there, and the VM goes

@@ -191,6 +191,40 @@ async fn restart_with_adopted_vm_makes_zero_writes() {
 }
 
 #[tokio::test]
+async fn a_reconcile_handed_an_older_vm_than_the_store_writes_nothing() {
+    // Seen on a real API server: a reconcile queued by the controller's own ConfigMap
+    // write, while the first reconcile ran, is handed the VM as it was when queued,
+    // unlabelled; by then the store holds the labelled version.
+    let mut f = eligible_fixture(&[]);
+    let queued = f.cached_vm(NS, "web-01");
+    reconcile(f.cached_vm(NS, "web-01"), f.ctx.clone())
+        .await
+        .expect("first");
+    let writes = f.api.writes();
+    f.apply_record(record_from_apply(&writes[0].body));
+    let mut adopted = forklift_labels(PLAN_UID, "vm-1");
+    adopted.extend(
+        writes[1].body["metadata"]["labels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())),
+    );
+    let mut v = vm(NS, "web-01", adopted);
+    v.metadata.resource_version = Some("1000".into());
+    f.apply_vm(v);
+    // The watch events of both writes arrived, as they do: the expectations are met.
+    f.ctx.expectations.observed(
+        &vm_import_adoption_controller::reconcile::vm_key(NS, "web-01"),
+        Some("1000"),
+    );
+    let record = vm_import_adoption_controller::reconcile::record_key(NS, "vm-adopted-web-01");
+    f.ctx.expectations.observed(&record, Some("2000"));
+    reconcile(queued, f.ctx.clone()).await.expect("queued");
+    assert_eq!(f.api.writes().len(), 3, "{:#?}", f.api.writes());
+}
+
+#[tokio::test]
 async fn stale_cache_after_own_write_does_not_repeat_it() {
     let f = eligible_fixture(&[]);
     reconcile(f.cached_vm(NS, "web-01"), f.ctx.clone())
