@@ -263,7 +263,9 @@ impl Permissions {
     }
 }
 
-async fn review(client: &Client, attributes: ResourceAttributes) -> bool {
+/// The API server's answer to a SelfSubjectAccessReview, as the user; `None` when it
+/// gave none.
+async fn review(client: &Client, attributes: ResourceAttributes) -> Option<bool> {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
@@ -272,11 +274,8 @@ async fn review(client: &Client, attributes: ResourceAttributes) -> bool {
         },
         ..Default::default()
     };
-    match api.create(&PostParams::default(), &review).await {
-        Ok(answer) => answer.status.is_some_and(|s| s.allowed),
-        // No answer is no verdict: the action is offered and the API server decides.
-        Err(_) => true,
-    }
+    let answer = api.create(&PostParams::default(), &review).await.ok()?;
+    Some(answer.status.is_some_and(|s| s.allowed))
 }
 
 /// Asks the API server, as the user, what they may do with VM `name`.
@@ -303,11 +302,12 @@ pub async fn permissions(client: &Client, namespace: &str, name: &str) -> Permis
         review(client, power(Action::Restart)),
         review(client, adopt),
     );
+    // No answer is no verdict: the action is offered and the API server decides.
     Permissions {
-        start,
-        stop,
-        restart,
-        adopt,
+        start: start.unwrap_or(true),
+        stop: stop.unwrap_or(true),
+        restart: restart.unwrap_or(true),
+        adopt: adopt.unwrap_or(true),
     }
 }
 
@@ -321,17 +321,7 @@ pub async fn may_read_vms(client: &Client, namespace: &str) -> bool {
         namespace: Some(namespace.into()),
         ..Default::default()
     };
-    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
-    let review = SelfSubjectAccessReview {
-        spec: SelfSubjectAccessReviewSpec {
-            resource_attributes: Some(attributes),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
     // Unlike an action, no answer here means no query: metrics are only shown to those
     // shown to be allowed.
-    api.create(&PostParams::default(), &review)
-        .await
-        .is_ok_and(|answer| answer.status.is_some_and(|s| s.allowed))
+    review(client, attributes).await.unwrap_or(false)
 }

@@ -64,13 +64,40 @@ pub const PERMISSIONS_TTL: Duration = Duration::from_secs(30);
 
 type PermissionKey = (u64, String, String);
 
+/// Answers by user, namespace and VM, each kept for [`PERMISSIONS_TTL`].
+#[derive(Clone)]
+struct Answers<V>(Arc<Mutex<HashMap<PermissionKey, (Instant, V)>>>);
+
+impl<V> Default for Answers<V> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<V: Copy> Answers<V> {
+    fn get(&self, key: &PermissionKey) -> Option<V> {
+        let answers = self.0.lock().ok()?;
+        let (at, value) = answers.get(key)?;
+        (at.elapsed() < PERMISSIONS_TTL).then_some(*value)
+    }
+
+    fn put(&self, key: PermissionKey, value: V) {
+        if let Ok(mut answers) = self.0.lock() {
+            if answers.len() >= 4096 {
+                answers.retain(|_, (at, _)| at.elapsed() < PERMISSIONS_TTL);
+            }
+            answers.insert(key, (Instant::now(), value));
+        }
+    }
+}
+
 /// SelfSubjectAccessReview answers by user, namespace and VM, for [`PERMISSIONS_TTL`].
 /// A user is known by a keyed hash of their token: no token is kept.
 #[derive(Clone, Default)]
 pub struct PermissionCache {
     hasher: RandomState,
-    answers: Arc<Mutex<HashMap<PermissionKey, (Instant, Permissions)>>>,
-    reads: Arc<Mutex<HashMap<PermissionKey, (Instant, bool)>>>,
+    actions: Answers<Permissions>,
+    reads: Answers<bool>,
 }
 
 impl std::fmt::Debug for PermissionCache {
@@ -91,40 +118,22 @@ impl PermissionCache {
     /// What the requesting user may do with VM `vm`: from the cache, or asked anew.
     async fn get(&self, client: &Client, headers: &HeaderMap, ns: &str, vm: &str) -> Permissions {
         let key = self.key(headers, ns, vm);
-        let now = Instant::now();
-        if let Ok(answers) = self.answers.lock()
-            && let Some((at, permissions)) = answers.get(&key)
-            && now.duration_since(*at) < PERMISSIONS_TTL
-        {
-            return *permissions;
+        if let Some(permissions) = self.actions.get(&key) {
+            return permissions;
         }
         let permissions = api::permissions(client, ns, vm).await;
-        if let Ok(mut answers) = self.answers.lock() {
-            if answers.len() >= 4096 {
-                answers.retain(|_, (at, _)| now.duration_since(*at) < PERMISSIONS_TTL);
-            }
-            answers.insert(key, (now, permissions));
-        }
+        self.actions.put(key, permissions);
         permissions
     }
 
     /// Whether the requesting user may `get` the VMs of `ns`: from the cache, or asked.
     async fn may_read(&self, client: &Client, headers: &HeaderMap, ns: &str) -> bool {
         let key = self.key(headers, ns, "");
-        let now = Instant::now();
-        if let Ok(reads) = self.reads.lock()
-            && let Some((at, allowed)) = reads.get(&key)
-            && now.duration_since(*at) < PERMISSIONS_TTL
-        {
-            return *allowed;
+        if let Some(allowed) = self.reads.get(&key) {
+            return allowed;
         }
         let allowed = api::may_read_vms(client, ns).await;
-        if let Ok(mut reads) = self.reads.lock() {
-            if reads.len() >= 4096 {
-                reads.retain(|_, (at, _)| now.duration_since(*at) < PERMISSIONS_TTL);
-            }
-            reads.insert(key, (now, allowed));
-        }
+        self.reads.put(key, allowed);
         allowed
     }
 }

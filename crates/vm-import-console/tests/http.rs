@@ -22,45 +22,37 @@ use vm_import_console::{
     server::{AppState, CSRF_COOKIE, router},
 };
 
+fn state(server: String, metrics: Metrics) -> AppState {
+    AppState {
+        target: Target {
+            server,
+            ca_file: None,
+            ca_data: None,
+            insecure: false,
+        },
+        secure_cookies: false,
+        default_namespace: None,
+        permissions: Default::default(),
+        metrics,
+    }
+}
+
 /// The console with a metrics API (the stand-in), its per-query timeout short.
 async fn console_with_metrics() -> (Router, StandIn, Prometheus) {
     let standin = StandIn::default();
     let url = standin.serve().await;
     let prometheus = Prometheus::default();
-    let metrics_url = prometheus.serve().await;
-    let state = AppState {
-        target: Target {
-            server: url,
-            ca_file: None,
-            ca_data: None,
-            insecure: false,
-        },
-        secure_cookies: false,
-        default_namespace: None,
-        permissions: Default::default(),
-        metrics: Metrics::new(&metrics_url)
-            .unwrap()
-            .with_timeout(std::time::Duration::from_millis(300)),
-    };
-    (router(state), standin, prometheus)
+    let metrics = Metrics::new(&prometheus.serve().await)
+        .unwrap()
+        .with_timeout(std::time::Duration::from_millis(300));
+    (router(state(url, metrics)), standin, prometheus)
 }
 
+/// The console without metrics.
 async fn console() -> (Router, StandIn) {
     let standin = StandIn::default();
     let url = standin.serve().await;
-    let state = AppState {
-        target: Target {
-            server: url,
-            ca_file: None,
-            ca_data: None,
-            insecure: false,
-        },
-        secure_cookies: false,
-        default_namespace: None,
-        permissions: Default::default(),
-        metrics: Default::default(),
-    };
-    (router(state), standin)
+    (router(state(url, Metrics::default())), standin)
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Vec<(String, String)>, String) {

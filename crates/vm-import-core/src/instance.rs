@@ -429,15 +429,12 @@ fn sizing(
 
 type MappedDisk = (DiskMapping, Option<String>);
 
-fn disks(
-    template: &Value,
-    devices: &Value,
-    instance: &str,
-    claims: &BTreeMap<String, ClaimFacts>,
-    warnings: &mut Vec<String>,
-) -> Result<Vec<MappedDisk>, MappingError> {
-    let volumes = array(template.get("volumes"), "spec.template.spec.volumes")?;
-    let by_name: BTreeMap<&str, &Value> = volumes
+/// The VM's volumes by name, and its disks in boot order: by `bootOrder` first (KubeVirt
+/// boots the lowest), then the rest in device order.
+type DisksInOrder<'v> = (BTreeMap<&'v str, &'v Value>, Vec<&'v Value>);
+
+fn disks_in_boot_order<'v>(template: &'v Value, devices: &'v Value) -> Result<DisksInOrder<'v>, MappingError> {
+    let by_name = array(template.get("volumes"), "spec.template.spec.volumes")?
         .iter()
         .filter_map(|v| Some((v.get("name")?.as_str()?, v)))
         .collect();
@@ -446,11 +443,20 @@ fn disks(
         .enumerate()
         .map(|(i, d)| (d.get("bootOrder").and_then(Value::as_u64), i, d))
         .collect();
-    // Boot order first (KubeVirt boots the lowest), then the rest in device order.
     ordered.sort_by_key(|(boot, i, _)| (boot.is_none(), *boot, *i));
+    Ok((by_name, ordered.into_iter().map(|(_, _, d)| d).collect()))
+}
 
+fn disks(
+    template: &Value,
+    devices: &Value,
+    instance: &str,
+    claims: &BTreeMap<String, ClaimFacts>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<MappedDisk>, MappingError> {
+    let (by_name, ordered) = disks_in_boot_order(template, devices)?;
     let mut out = Vec::new();
-    for (_, _, disk) in ordered {
+    for disk in ordered {
         let name = disk.get("name").and_then(Value::as_str).unwrap_or_default();
         let volume = by_name
             .get(name)
@@ -523,19 +529,9 @@ fn disks(
 /// The disks of a rendered VM, in boot order: each VMDisk (volume `vm-disk-<name>`) as
 /// the chart's `disks[]` entry; any other disk is a setting values cannot express.
 fn rendered_disks(template: &Value, devices: &Value, warnings: &mut Vec<String>) -> Result<Vec<DiskRef>, MappingError> {
-    let volumes = array(template.get("volumes"), "spec.template.spec.volumes")?;
-    let by_name: BTreeMap<&str, &Value> = volumes
-        .iter()
-        .filter_map(|v| Some((v.get("name")?.as_str()?, v)))
-        .collect();
-    let mut ordered: Vec<(Option<u64>, usize, &Value)> = array(devices.get("disks"), "domain.devices.disks")?
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.get("bootOrder").and_then(Value::as_u64), i, d))
-        .collect();
-    ordered.sort_by_key(|(boot, i, _)| (boot.is_none(), *boot, *i));
+    let (by_name, ordered) = disks_in_boot_order(template, devices)?;
     let mut out = Vec::new();
-    for (_, _, disk) in ordered {
+    for disk in ordered {
         let name = disk.get("name").and_then(Value::as_str).unwrap_or_default();
         let Some(volume) = by_name.get(name) else {
             warnings.push(format!("disk {name:?} has no volume; the next Helm upgrade removes it"));
