@@ -15,4 +15,5 @@ pub mod metrics;
 pub mod pages;
 pub mod server;
 pub mod token;
+pub mod ttl;
 pub mod view;

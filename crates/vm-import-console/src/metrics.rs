@@ -12,14 +12,12 @@
 //! `kubevirt_vmi_storage_read_traffic_bytes_total` and
 //! `kubevirt_vmi_storage_write_traffic_bytes_total`.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use kube::{Client, Config};
 use serde_json::Value;
+
+use crate::ttl::Ttl;
 
 /// How long one range query may take.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -276,15 +274,15 @@ pub fn parse_matrix(body: &Value) -> Result<Points, MetricsError> {
         .collect())
 }
 
-/// A query's answer, by query, end and step, with when it was read.
-type Cache = HashMap<(String, u64, u64), (Instant, Result<Points, MetricsError>)>;
+/// A query's answer, by query, end and step.
+type Cache = Ttl<(String, u64, u64), Result<Points, MetricsError>>;
 
 /// The query API, with a cache of recent answers.
 #[derive(Clone)]
 pub struct Metrics {
     client: Option<Client>,
     timeout: Duration,
-    cache: Arc<Mutex<Cache>>,
+    cache: Cache,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -303,7 +301,7 @@ impl Default for Metrics {
         Self {
             client: None,
             timeout: QUERY_TIMEOUT,
-            cache: Arc::default(),
+            cache: Ttl::new(CACHE_TTL, 2048),
         }
     }
 }
@@ -319,7 +317,7 @@ impl Metrics {
         Ok(Self {
             client: Some(client),
             timeout: QUERY_TIMEOUT,
-            cache: Arc::default(),
+            cache: Ttl::new(CACHE_TTL, 2048),
         })
     }
 
@@ -341,19 +339,11 @@ impl Metrics {
         let step = range.step();
         let end = now - now % step;
         let key = (query.to_owned(), end, step);
-        if let Ok(cache) = self.cache.lock()
-            && let Some((at, answer)) = cache.get(&key)
-            && at.elapsed() < CACHE_TTL
-        {
-            return answer.clone();
+        if let Some(answer) = self.cache.get(&key) {
+            return answer;
         }
         let answer = query_range(client, query, end - range.seconds(), end, step, self.timeout).await;
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= 2048 {
-                cache.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
-            }
-            cache.insert(key, (Instant::now(), answer.clone()));
-        }
+        self.cache.put(key, answer.clone());
         answer
     }
 }

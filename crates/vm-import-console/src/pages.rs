@@ -221,13 +221,14 @@ pub fn metrics(namespace: &str, vm: &str, range: Range, plots: &[Plot]) -> Marku
     }
 }
 
-/// The detail page of a VM; `charts` once the user's token has read it.
+/// The detail page of a VM, with its charts over `range` (none without metrics).
 pub fn detail(
     namespace: &str,
     d: &VmDetail,
     notice: Option<&str>,
     permissions: &Permissions,
-    charts: Option<(Range, &[Plot])>,
+    range: Range,
+    plots: &[Plot],
 ) -> Markup {
     layout(
         &d.name,
@@ -238,11 +239,9 @@ pub fn detail(
             @if let Some(n) = notice { p.notice role="status" { (n) } }
             (action_links(namespace, &d.name, permissions, d.adoptable))
             section data-refresh={ "/ns/" (namespace) "/vms/" (d.name) "/status" } { (detail_status(d)) }
-            @if let Some((range, plots)) = charts {
-                h2 id="metrics" { "Metrics" }
-                section.metrics data-refresh={ "/ns/" (namespace) "/vms/" (d.name) "/metrics?range=" (range.as_str()) } data-refresh-every="30000" {
-                    (metrics(namespace, &d.name, range, plots))
-                }
+            h2 id="metrics" { "Metrics" }
+            section.metrics data-refresh={ "/ns/" (namespace) "/vms/" (d.name) "/metrics?range=" (range.as_str()) } data-refresh-every="30000" {
+                (metrics(namespace, &d.name, range, plots))
             }
             h2 { "Conditions" }
             @if d.conditions.is_empty() { p.muted { "None reported." } } @else {

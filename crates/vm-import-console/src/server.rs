@@ -6,10 +6,9 @@
 #![allow(clippy::result_large_err)]
 
 use std::{
-    collections::HashMap,
     hash::{BuildHasher, RandomState},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    sync::Arc,
+    time::Duration,
 };
 
 use axum::{
@@ -38,6 +37,7 @@ use crate::{
     metrics::{Chart, Metrics, Range},
     pages::{self, AdoptForm},
     token::{self, Token},
+    ttl::Ttl,
     view,
 };
 
@@ -64,40 +64,23 @@ pub const PERMISSIONS_TTL: Duration = Duration::from_secs(30);
 
 type PermissionKey = (u64, String, String);
 
-/// Answers by user, namespace and VM, each kept for [`PERMISSIONS_TTL`].
-#[derive(Clone)]
-struct Answers<V>(Arc<Mutex<HashMap<PermissionKey, (Instant, V)>>>);
-
-impl<V> Default for Answers<V> {
-    fn default() -> Self {
-        Self(Arc::default())
-    }
-}
-
-impl<V: Copy> Answers<V> {
-    fn get(&self, key: &PermissionKey) -> Option<V> {
-        let answers = self.0.lock().ok()?;
-        let (at, value) = answers.get(key)?;
-        (at.elapsed() < PERMISSIONS_TTL).then_some(*value)
-    }
-
-    fn put(&self, key: PermissionKey, value: V) {
-        if let Ok(mut answers) = self.0.lock() {
-            if answers.len() >= 4096 {
-                answers.retain(|_, (at, _)| at.elapsed() < PERMISSIONS_TTL);
-            }
-            answers.insert(key, (Instant::now(), value));
-        }
-    }
-}
-
 /// SelfSubjectAccessReview answers by user, namespace and VM, for [`PERMISSIONS_TTL`].
 /// A user is known by a keyed hash of their token: no token is kept.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PermissionCache {
     hasher: RandomState,
-    actions: Answers<Permissions>,
-    reads: Answers<bool>,
+    actions: Ttl<PermissionKey, Permissions>,
+    reads: Ttl<PermissionKey, bool>,
+}
+
+impl Default for PermissionCache {
+    fn default() -> Self {
+        Self {
+            hasher: RandomState::new(),
+            actions: Ttl::new(PERMISSIONS_TTL, 4096),
+            reads: Ttl::new(PERMISSIONS_TTL, 4096),
+        }
+    }
 }
 
 impl std::fmt::Debug for PermissionCache {
@@ -528,7 +511,8 @@ async fn detail_page(
                     &d,
                     notice(q.done.as_deref(), &vm).as_deref(),
                     &permissions,
-                    Some((range, &plots)),
+                    range,
+                    &plots,
                 ),
             )
         }
@@ -557,8 +541,7 @@ async fn metrics_fragment(
         Err(e) => return error_page(&e, None),
     };
     let range = Range::parse(q.range.as_deref());
-    let vcpus = view::detail(&object, None, &[], &[], None, None, Timestamp::now()).vcpus;
-    let plots = plots(&state.metrics, &ns, &vm, vcpus, range).await;
+    let plots = plots(&state.metrics, &ns, &vm, view::vcpus(&object), range).await;
     page(StatusCode::OK, pages::metrics(&ns, &vm, range, &plots))
 }
 

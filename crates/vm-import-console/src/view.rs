@@ -160,6 +160,22 @@ pub fn adopted_instances(adoptions: &[VMAdoption]) -> Vec<String> {
         .collect()
 }
 
+fn cpu_count(domain: &Value, key: &str) -> u64 {
+    domain
+        .pointer(&format!("/cpu/{key}"))
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+}
+
+/// The vCPUs `vm` allots itself (sockets × cores × threads); `None` when an instance
+/// type sizes it.
+pub fn vcpus(vm: &Value) -> Option<u64> {
+    let domain = vm.pointer("/spec/template/spec/domain")?;
+    text(vm, "/spec/instancetype/name")
+        .is_none()
+        .then(|| cpu_count(domain, "sockets") * cpu_count(domain, "cores") * cpu_count(domain, "threads"))
+}
+
 /// The list page's rows, by name.
 pub fn rows(vms: &[Value], vmis: &[Value], adoptions: &[VMAdoption], records: &[Value], now: Timestamp) -> Vec<VmRow> {
     let mut out: Vec<VmRow> = vms
@@ -362,21 +378,14 @@ pub fn detail(
         })
         .collect();
     let domain = &template["domain"];
-    let n = |k: &str| {
-        domain
-            .pointer(&format!("/cpu/{k}"))
-            .and_then(Value::as_u64)
-            .unwrap_or(1)
-    };
-    let vcpus = text(vm, "/spec/instancetype/name")
-        .is_none()
-        .then(|| n("sockets") * n("cores") * n("threads"));
+    let n = |k: &str| cpu_count(domain, k);
+    let vcpus = vcpus(vm);
     let cpu = match text(vm, "/spec/instancetype/name") {
         Some(instance_type) => format!("instance type {instance_type}"),
         None => {
             format!(
                 "{} vCPU ({} sockets × {} cores × {} threads)",
-                n("sockets") * n("cores") * n("threads"),
+                vcpus.unwrap_or(1),
                 n("sockets"),
                 n("cores"),
                 n("threads")
