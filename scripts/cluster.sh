@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # A real, throw-away Kubernetes control plane on loopback: etcd (Debian's etcd-server),
-# kube-apiserver and kube-controller-manager (built by testenv/build.sh).
+# kube-apiserver and kube-controller-manager (built by testenv/build.sh), with Flux's
+# source-controller and helm-controller (built by testenv/build-flux.sh) and the
+# project's test charts for Cozystack's vm-instance and vm-disk apps, served from a
+# HelmRepository on loopback and published under Cozystack's ExternalArtifact names in
+# cozy-system, as Cozystack's source-watcher publishes its own.
 #
 #   scripts/cluster.sh start          start it; prints the KUBECONFIG line to export
 #   scripts/cluster.sh stop           stop what start started (by pid) and delete its data
 #   scripts/cluster.sh env            print `export KUBECONFIG=…` for a running cluster
-#   scripts/cluster.sh down apiserver|etcd|controller-manager
+#   scripts/cluster.sh down apiserver|etcd|controller-manager|helm-controller|source-controller
 #                                     stop one process, keeping every byte of data
-#   scripts/cluster.sh up apiserver|etcd|controller-manager
+#   scripts/cluster.sh up apiserver|etcd|controller-manager|helm-controller|source-controller
 #                                     start it again on the same port and data
 #
 # Everything lives in one directory, $VM_IMPORT_CLUSTER_DIR (default .testenv/cluster
@@ -143,6 +147,101 @@ start_controller_manager() {
     --concurrent-gc-syncs 20 --pvclaimbinder-sync-period 2s --v 1
 }
 
+kubectl() { "$root/.tools/bin/kubectl" --kubeconfig "$dir/kubeconfig" "$@"; }
+
+# The test charts, packaged with the values schemas of Cozystack's own charts (from
+# testdata/cozystack), and a Helm repository index, served by Python on loopback.
+start_charts() {
+  local out="$dir/charts" work chart
+  if [[ ! -f "$out/index.yaml" ]]; then
+    work="$(mktemp -d)"
+    mkdir -p "$out"
+    for chart in vm-instance vm-disk; do
+      cp -r "$root/testenv/charts/$chart" "$work/"
+      cp "$root/testdata/cozystack/$chart.values.schema.json" "$work/$chart/values.schema.json"
+      "$root/.tools/bin/helm4" package "$work/$chart" -d "$out" >/dev/null
+    done
+    rm -rf "$work"
+    "$root/.tools/bin/helm4" repo index "$out" --url "http://127.0.0.1:$(port charts)"
+  fi
+  launch charts python3 -m http.server --bind 127.0.0.1 --directory "$out" "$(port charts)"
+}
+
+start_source_controller() {
+  mkdir -p "$dir/flux-storage"
+  KUBECONFIG="$dir/kubeconfig" launch source-controller "$(sed -n 2p "$dir/flux")/source-controller" \
+    --enable-leader-election=false --watch-all-namespaces \
+    --metrics-addr "127.0.0.1:$(port sc-metrics)" --health-addr "127.0.0.1:$(port sc-health)" \
+    --storage-path "$dir/flux-storage" --storage-addr "127.0.0.1:$(port sc-storage)" \
+    --storage-adv-addr "127.0.0.1:$(port sc-storage)"
+}
+
+# The ExternalArtifact gate: Cozystack's app releases take their chart from that kind.
+start_helm_controller() {
+  KUBECONFIG="$dir/kubeconfig" launch helm-controller "$(sed -n 1p "$dir/flux")/helm-controller" \
+    --enable-leader-election=false --watch-all-namespaces --feature-gates=ExternalArtifact=true \
+    --metrics-addr "127.0.0.1:$(port hc-metrics)" --health-addr "127.0.0.1:$(port hc-health)"
+}
+
+wait_healthy() { # name, health port's name
+  local deadline=$((SECONDS + 60))
+  until curl -sf "http://127.0.0.1:$(port "$2")/readyz" >/dev/null 2>&1; do
+    alive "$1" || die "$1 exited; see $dir/logs/$1.log"
+    ((SECONDS < deadline)) || die "$1 not ready in 60 s; see $dir/logs/$1.log"
+    sleep 0.2
+  done
+}
+
+# Flux's CRDs and controllers, the chart repository, and the two ExternalArtifacts: this
+# plays Cozystack's source-watcher, copying each HelmChart's artifact into the
+# ExternalArtifact of Cozystack's name.
+start_flux() {
+  local hc sc chart artifact
+  { read -r hc; read -r sc; } < <("$root/testenv/build-flux.sh")
+  printf '%s\n%s\n' "$hc" "$sc" >"$dir/flux"
+  kubectl apply --server-side -f "$hc/crds" -f "$sc/crds" >/dev/null
+  kubectl wait --for condition=Established --timeout 60s -f "$hc/crds" -f "$sc/crds" >/dev/null
+  start_charts
+  start_source_controller
+  start_helm_controller
+  wait_healthy source-controller sc-health
+  wait_healthy helm-controller hc-health
+  kubectl apply --server-side -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: cozy-system}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata: {name: vm-import-test-charts, namespace: cozy-system}
+spec: {url: "http://127.0.0.1:$(port charts)", interval: 1h}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmChart
+metadata: {name: vm-instance, namespace: cozy-system}
+spec: {chart: vm-instance, sourceRef: {kind: HelmRepository, name: vm-import-test-charts}, interval: 1h}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmChart
+metadata: {name: vm-disk, namespace: cozy-system}
+spec: {chart: vm-disk, sourceRef: {kind: HelmRepository, name: vm-import-test-charts}, interval: 1h}
+EOF
+  for chart in vm-instance vm-disk; do
+    kubectl -n cozy-system wait --for condition=Ready --timeout 120s "helmchart/$chart" >/dev/null ||
+      die "HelmChart $chart not Ready; see $dir/logs/source-controller.log"
+    artifact="$(kubectl -n cozy-system get "helmchart/$chart" -o jsonpath='{.status.artifact}')"
+    kubectl apply --server-side -f - >/dev/null <<EOF
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: ExternalArtifact
+metadata: {name: cozystack-$chart-application-kubevirt-$chart, namespace: cozy-system}
+spec: {sourceRef: {apiVersion: source.toolkit.fluxcd.io/v1, kind: HelmChart, name: $chart}}
+EOF
+    kubectl -n cozy-system patch "externalartifact/cozystack-$chart-application-kubevirt-$chart" \
+      --subresource status --type merge -p "{\"status\": {\"artifact\": $artifact}}" >/dev/null
+  done
+  echo "flux: helm-controller ${hc##*/helm-controller-} and source-controller ${sc##*/source-controller-} (built from the Go module proxy), test charts on http://127.0.0.1:$(port charts)" >&2
+}
+
 wait_ready() {
   local p="$dir/pki" url="https://127.0.0.1:$(port apiserver)/readyz" limit="${1:-60}"
   local deadline=$((SECONDS + limit))
@@ -182,7 +281,9 @@ cmd_start() {
   rm -rf "$dir"
   mkdir -p "$dir/logs" "$dir/ports"
   echo "$bin" >"$dir/bin"
-  for name in etcd etcd-peer apiserver; do free_port >"$dir/ports/$name"; done
+  for name in etcd etcd-peer apiserver charts sc-metrics sc-health sc-storage hc-metrics hc-health; do
+    free_port >"$dir/ports/$name"
+  done
   pki
   kubeconfigs
   local started=$SECONDS
@@ -192,12 +293,13 @@ cmd_start() {
   wait_ready 60
   start_controller_manager
   echo "control plane ready in $((SECONDS - started)) s: kube-apiserver $("$bin/kube-apiserver" --version | cut -d' ' -f2) on https://127.0.0.1:$(port apiserver)" >&2
+  start_flux
   cmd_env
 }
 
 cmd_stop() {
   [[ -d "$dir" ]] || return 0
-  for name in controller-manager apiserver etcd; do stop_one "$name"; done
+  for name in helm-controller source-controller charts controller-manager apiserver etcd; do stop_one "$name"; done
   rm -rf "$dir"
 }
 
@@ -212,8 +314,8 @@ case "${1:-}" in
   env) cmd_env ;;
   down)
     case "${2:-}" in
-      apiserver | etcd | controller-manager) stop_one "$2" ;;
-      *) die "down apiserver|etcd|controller-manager" ;;
+      apiserver | etcd | controller-manager | helm-controller | source-controller) stop_one "$2" ;;
+      *) die "down apiserver|etcd|controller-manager|helm-controller|source-controller" ;;
     esac
     ;;
   up)
@@ -221,7 +323,9 @@ case "${1:-}" in
       etcd) start_etcd && wait_etcd ;;
       apiserver) start_apiserver && wait_ready 60 ;;
       controller-manager) start_controller_manager ;;
-      *) die "up apiserver|etcd|controller-manager" ;;
+      helm-controller) start_helm_controller && wait_healthy helm-controller hc-health ;;
+      source-controller) start_source_controller && wait_healthy source-controller sc-health ;;
+      *) die "up apiserver|etcd|controller-manager|helm-controller|source-controller" ;;
     esac
     ;;
   *) die "usage: scripts/cluster.sh start|stop|env|down NAME|up NAME" ;;

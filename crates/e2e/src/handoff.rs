@@ -1,7 +1,8 @@
-//! A full adoption's world on a real API server, where claims and PVs bind for real: an
-//! imported, label-adopted VM whose disks sit on pre-provisioned PVs, helm-controller's
-//! one part the handoff waits for (the VMInstance release renders its VM), and the
-//! checks that the data never moved and nothing was lost.
+//! A full adoption's world on a real API server, where claims and PVs bind for real and
+//! the real helm-controller installs the releases full adoption emits: an imported,
+//! label-adopted VM whose disks sit on pre-provisioned PVs in a tenant namespace that
+//! holds Cozystack's `cozystack-values`, and the checks that the data never moved and
+//! nothing was lost.
 
 use std::time::Duration;
 
@@ -11,7 +12,6 @@ use kube::{
     api::{DeleteParams, DynamicObject, PostParams},
 };
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 use vm_import_api::{Phase, VMAdoption, VMAdoptionSpec};
 
 use crate::{
@@ -79,6 +79,7 @@ impl World {
         cluster::ensure_crds(client, &testdata()).await?;
         cluster::ensure_vmadoption_crd(client, &testdata()).await?;
         let ns = cluster::namespace(client, prefix).await?;
+        crate::flux::tenant_values(client, &ns).await?;
         let dynamic = |v, k, p| cluster::dynamic(client, v, k, p, &ns);
         let world = Self {
             vms: dynamic("kubevirt.io/v1", "VirtualMachine", "virtualmachines"),
@@ -144,36 +145,6 @@ impl World {
     /// The VMInstance release's name.
     pub fn instance_release(&self) -> String {
         format!("vm-instance-{}", self.vm_name)
-    }
-
-    /// Plays helm-controller's part: once the VMInstance release exists, creates the VM
-    /// it renders.
-    pub fn play_helm(&self) -> JoinHandle<Result<(), Error>> {
-        let (releases, vms, name) = (self.releases.clone(), self.vms.clone(), self.instance_release());
-        tokio::spawn(async move {
-            cluster::wait_for("VMInstance release", Duration::from_secs(300), || async {
-                releases.get(&name).await.ok()
-            })
-            .await?;
-            cluster::create(
-                &vms,
-                json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": name},
-                       "spec": {"runStrategy": "Halted", "template": {"spec": {"domain": {"devices": {}}}}}}),
-            )
-            .await
-            .map(drop)
-        })
-    }
-
-    /// Plays helm-controller's whole part for the VMInstance release: renders its VM
-    /// from its values at every generation, and reports that in its status.
-    pub fn play_flux(&self) -> crate::flux::Flux {
-        crate::flux::Flux::spawn(
-            self.releases.clone(),
-            self.vms.clone(),
-            &self.ns,
-            &self.instance_release(),
-        )
     }
 
     /// Requests the full adoption of the VM.

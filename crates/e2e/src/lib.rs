@@ -6,7 +6,8 @@
 //!   `vm-import` chart renders it;
 //! - [`cluster`]: the opt-in gate, CRD installation and waiting helpers;
 //! - [`handoff`]: a full adoption's world, and its data-safety checks;
-//! - [`flux`]: helm-controller's part for a VMInstance release (the chart's model);
+//! - [`flux`]: a tenant's `cozystack-values`, forced upgrades and Ready, with the real
+//!   helm-controller;
 //! - [`harness`]: the real controller, run in-process;
 //! - [`process`]: the controller as a process, its metrics, and the control plane's
 //!   processes (for the fault tests);

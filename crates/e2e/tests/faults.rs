@@ -185,7 +185,6 @@ async fn a_sigkill_after_every_handoff_write_loses_nothing() {
     let world = World::new(&client, "vm-import-fault-handoff", "web", 2, "Halted")
         .await
         .unwrap();
-    let helm = world.play_helm();
     world.request(false).await.unwrap();
     let options = Options {
         full_adoption: true,
@@ -223,7 +222,6 @@ async fn a_sigkill_after_every_handoff_write_loses_nothing() {
         panic!("{e}: {}", world.status().await);
     }
     controller.terminate(Duration::from_secs(15)).await.unwrap();
-    helm.await.unwrap().unwrap();
     // Two disks: Retain, owners, new claim, old claim, rebind and DataVolume and VMDisk
     // each, the VMInstance, the old VM; no write is ever repeated after a kill.
     assert!(kills.len() >= 14, "a kill after every handoff write: {kills:?}");

@@ -4,10 +4,9 @@
 //! run strategy says it should run is never handed off while it may run. Opt-in, like
 //! the rest of this crate (`VM_IMPORT_E2E=1`).
 //!
-//! The cluster needs no KubeVirt, CDI or Flux controllers (their CRDs are installed from
-//! the test data when missing). The test plays helm-controller's one part the handoff
-//! waits for: once the VMInstance's HelmRelease exists, it creates the VM that release
-//! would render.
+//! The releases are installed by the real helm-controller, from the project's test
+//! charts (`scripts/cluster.sh`); the cluster runs no KubeVirt or CDI (their CRDs are
+//! installed from the test data when missing).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -25,7 +24,6 @@ async fn an_imported_vm_becomes_a_vminstance_on_the_same_pvs_through_a_restart()
     let world = World::new(&client, "vm-import-e2e-full", "web", 2, "Halted")
         .await
         .unwrap();
-    let helm = world.play_helm();
 
     let controller = harness::start(&client, Some(Charts::default()));
     let requested = Instant::now();
@@ -55,7 +53,6 @@ async fn an_imported_vm_becomes_a_vminstance_on_the_same_pvs_through_a_restart()
         requested.elapsed()
     );
     controller.stop().await;
-    helm.await.unwrap().unwrap();
     world.assert_adopted("Halted").await.unwrap();
     world.cleanup().await.unwrap();
 }
@@ -149,7 +146,6 @@ async fn automatic_full_adoption_turns_every_succeeded_vm_into_a_vminstance() {
             .unwrap();
         worlds.push((world, plans));
     }
-    let helm: Vec<_> = worlds.iter().map(|(w, _)| w.play_helm()).collect();
     let controller = harness::start(&client, Some(Charts::default()));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let succeeded = Instant::now();
@@ -173,13 +169,10 @@ async fn automatic_full_adoption_turns_every_succeeded_vm_into_a_vminstance() {
         }
     }
     println!(
-        "automatic full adoption: 10 of 10 VMs from Plan success to Succeeded in {:?} (the test plays Flux at once)",
+        "automatic full adoption: 10 of 10 VMs from Plan success to Succeeded in {:?} (through the real helm-controller)",
         succeeded.elapsed()
     );
     controller.stop().await;
-    for h in helm {
-        h.await.unwrap().unwrap();
-    }
     for (world, _) in worlds {
         world.assert_adopted("Halted").await.unwrap();
         world.cleanup().await.unwrap();

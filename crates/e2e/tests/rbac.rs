@@ -155,7 +155,6 @@ async fn the_controller_runs_on_the_charts_own_rbac() {
     let world = World::new(&client, "vm-import-rbac-full", "web", 1, "Halted")
         .await
         .unwrap();
-    let helm = world.play_helm();
     world.request(false).await.unwrap();
     let done = cluster::wait_for("full adoption succeeded", Duration::from_secs(90), || async {
         (world.phase().await == Some(Phase::Succeeded)).then_some(())
@@ -165,7 +164,6 @@ async fn the_controller_runs_on_the_charts_own_rbac() {
     if let Err(e) = done {
         panic!("{e}: {}\n{log}", world.status().await);
     }
-    helm.await.unwrap().unwrap();
     world.assert_adopted("Halted").await.unwrap();
     assert!(!log.contains("forbidden"), "a request was refused by RBAC:\n{log}");
     controller.terminate(Duration::from_secs(5)).await.unwrap();

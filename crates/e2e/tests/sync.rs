@@ -1,6 +1,7 @@
-//! The two-way sync on the real control plane, with the test playing helm-controller
-//! (`flux`: the vm-instance chart's model renders the VM from the release's values at
-//! every generation) and KubeVirt's `stop` (it sets `runStrategy: Halted` on the VM).
+//! The two-way sync on the real control plane, through the real helm-controller (it
+//! installs and upgrades the VMInstance release from the project's vm-instance test
+//! chart; a re-render is a forced upgrade), with the test playing KubeVirt's `stop` (it
+//! sets `runStrategy: Halted` on the VM).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -11,9 +12,10 @@ use kube::{
 };
 use serde_json::{Value, json};
 use vm_import_api::{Phase, VMAdoption};
+use vm_import_core::apps::Charts;
 use vm_import_e2e::{
     cluster::{self, Error},
-    flux::Flux,
+    flux,
     handoff::World,
     process::{Controller, Options},
 };
@@ -70,9 +72,8 @@ async fn patch(api: &Api<DynamicObject>, name: &str, manager: &str, body: Value)
 
 /// Full adoption of a stopped VM, with helm-controller played throughout; the sync is
 /// settled (`Synced=True`) when this returns.
-async fn adopted(client: &kube::Client, prefix: &str) -> (World, Flux, Controller) {
+async fn adopted(client: &kube::Client, prefix: &str) -> (World, Controller) {
     let world = World::new(client, prefix, "web", 1, "Halted").await.unwrap();
-    let flux = world.play_flux();
     let controller = Controller::spawn(&Options {
         full_adoption: true,
         ..Options::default()
@@ -91,14 +92,14 @@ async fn adopted(client: &kube::Client, prefix: &str) -> (World, Flux, Controlle
     wait_condition(&world, "True", "InSync", Duration::from_secs(30))
         .await
         .unwrap_or_else(|e| panic!("{e}: {:?}", futures::executor::block_on(condition(&world))));
-    (world, flux, controller)
+    (world, controller)
 }
 
 #[tokio::test]
 #[ignore = "needs the project's control plane: make e2e"]
 async fn stop_resize_and_inexpressible_changes_reach_the_release() {
     let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
-    let (world, flux, controller) = adopted(&client, "vm-import-sync").await;
+    let (world, controller) = adopted(&client, "vm-import-sync").await;
     let vm = world.instance_release();
     let label = world
         .releases
@@ -162,7 +163,9 @@ async fn stop_resize_and_inexpressible_changes_reach_the_release() {
     let took = stopped.elapsed();
     println!("stop reached the release's values in {} ms", took.as_millis());
     assert!(took < Duration::from_secs(1), "stop synced in {took:?}");
-    flux.rerender().await.unwrap();
+    flux::force_upgrade(&world.releases, &vm, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(
         vm_spec(&world).await["runStrategy"],
         "Halted",
@@ -185,7 +188,9 @@ async fn stop_resize_and_inexpressible_changes_reach_the_release() {
     wait_condition(&world, "True", "InSync", Duration::from_secs(10))
         .await
         .unwrap();
-    flux.rerender().await.unwrap();
+    flux::force_upgrade(&world.releases, &vm, Duration::from_secs(60))
+        .await
+        .unwrap();
     let spec = vm_spec(&world).await;
     assert_eq!(
         spec["template"]["spec"]["domain"]["cpu"]["cores"], 4,
@@ -222,7 +227,9 @@ async fn stop_resize_and_inexpressible_changes_reach_the_release() {
             .contains("MAC address")
     );
     // Drift correction reverts it, as the condition said; the sync is quiet again.
-    flux.rerender().await.unwrap();
+    flux::force_upgrade(&world.releases, &vm, Duration::from_secs(60))
+        .await
+        .unwrap();
     wait_condition(&world, "True", "InSync", Duration::from_secs(10))
         .await
         .unwrap();
@@ -231,7 +238,6 @@ async fn stop_resize_and_inexpressible_changes_reach_the_release() {
     let metrics = controller.metrics().await.unwrap();
     assert_eq!(metrics.writes("helmrelease_sync"), 2.0, "runStrategy, then resources");
     controller.terminate(Duration::from_secs(15)).await.unwrap();
-    drop(flux);
     world.cleanup().await.unwrap();
 }
 
@@ -239,7 +245,7 @@ async fn stop_resize_and_inexpressible_changes_reach_the_release() {
 #[ignore = "needs the project's control plane: make e2e"]
 async fn a_failed_release_is_reported_and_the_sync_can_be_turned_off() {
     let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
-    let (world, flux, controller) = adopted(&client, "vm-import-sync-off").await;
+    let (world, controller) = adopted(&client, "vm-import-sync-off").await;
     let vm = world.instance_release();
 
     // Values the chart refuses: helm-controller fails, and the sync says so.
@@ -286,12 +292,11 @@ async fn a_failed_release_is_reported_and_the_sync_can_be_turned_off() {
         &world.releases,
         json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
                "metadata": {"name": other, "labels": {"apps.cozystack.io/application.kind": "VMInstance"}},
-               "spec": {"interval": "5m", "chartRef": {"kind": "ExternalArtifact", "name": "x", "namespace": "cozy-system"},
+               "spec": {"interval": "5m", "chartRef": {"kind": "ExternalArtifact", "name": Charts::default().instance.name, "namespace": "cozy-system"},
                         "values": {"runStrategy": "Halted", "resources": {"cpu": 1, "sockets": 1, "memory": "1Gi"}}}}),
     )
     .await
     .unwrap();
-    let other_flux = Flux::spawn(world.releases.clone(), world.vms.clone(), &world.ns, other);
     cluster::wait_for("the other VM", Duration::from_secs(10), || async {
         world.vms.get_opt(other).await.ok().flatten()
     })
@@ -315,6 +320,5 @@ async fn a_failed_release_is_reported_and_the_sync_can_be_turned_off() {
         "nothing written for another release"
     );
     controller.terminate(Duration::from_secs(15)).await.unwrap();
-    drop((flux, other_flux));
     world.cleanup().await.unwrap();
 }

@@ -121,6 +121,21 @@ impl ClaimSpec {
     }
 }
 
+// The failure handling Cozystack's apps API gives every app release, with its defaults
+// (cozystack/cozystack `pkg/registry/apps/application/rest.go`,
+// `convertApplicationToHelmRelease`, and the `--helmrelease-*` flags of cozystack-api):
+// reconcile every 5 min, keep 5 revisions, give an install or upgrade 10 min, and retry a
+// failed one every 30 s rather than waiting for the next change of its spec. No
+// `remediation` beside the strategy: helm-controller refuses the two together.
+const RELEASE_INTERVAL: &str = "5m";
+const RELEASE_MAX_HISTORY: u32 = 5;
+const RELEASE_TIMEOUT: &str = "10m";
+const RELEASE_RETRY_INTERVAL: &str = "30s";
+
+fn retry_on_failure() -> Value {
+    json!({"name": "RetryOnFailure", "retryInterval": RELEASE_RETRY_INTERVAL})
+}
+
 fn helm_release(namespace: &str, kind: &str, app: &str, release: &str, chart: &ChartRef, values: Value) -> Value {
     json!({
         "apiVersion": "helm.toolkit.fluxcd.io/v2",
@@ -137,7 +152,10 @@ fn helm_release(namespace: &str, kind: &str, app: &str, release: &str, chart: &C
         },
         "spec": {
             "chartRef": {"kind": chart.kind, "name": chart.name, "namespace": chart.namespace},
-            "interval": "5m",
+            "interval": RELEASE_INTERVAL,
+            "maxHistory": RELEASE_MAX_HISTORY,
+            "install": {"timeout": RELEASE_TIMEOUT, "strategy": retry_on_failure()},
+            "upgrade": {"timeout": RELEASE_TIMEOUT, "strategy": retry_on_failure()},
             "valuesFrom": [{"kind": "Secret", "name": "cozystack-values"}],
             "values": values,
         },
@@ -293,6 +311,14 @@ mod tests {
         assert_eq!(hr["metadata"]["labels"][LABEL_APP_KIND], "VMInstance");
         assert_eq!(hr["metadata"]["labels"][LABEL_APP_NAME], "web");
         assert_eq!(hr["spec"]["values"]["runStrategy"], "Halted");
+        for action in ["install", "upgrade"] {
+            assert_eq!(
+                hr["spec"][action],
+                json!({"timeout": "10m", "strategy": {"name": "RetryOnFailure", "retryInterval": "30s"}}),
+                "{action}: retried as Cozystack's own app releases are"
+            );
+        }
+        assert_eq!(hr["spec"]["maxHistory"], 5);
         assert_eq!(hr["spec"]["values"]["disks"][0]["name"], "web-disk-0");
         let d = &m.disks[0];
         let disk = disk_release("tenant-a", &d.app_name, &d.target_claim, &disks[0], &Charts::default());
