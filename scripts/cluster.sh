@@ -9,6 +9,9 @@
 #   scripts/cluster.sh start          start it; prints the KUBECONFIG line to export
 #   scripts/cluster.sh stop           stop what start started (by pid) and delete its data
 #   scripts/cluster.sh env            print `export KUBECONFIG=…` for a running cluster
+#   scripts/cluster.sh kubevirt BIN   start KubeVirt's part (BIN: vm-import-test-kubevirt,
+#                                     from crates/e2e): the aggregated subresource API
+#                                     and the virt-controller stand-in
 #   scripts/cluster.sh down apiserver|etcd|controller-manager|helm-controller|source-controller
 #                                     stop one process, keeping every byte of data
 #   scripts/cluster.sh up apiserver|etcd|controller-manager|helm-controller|source-controller
@@ -49,6 +52,10 @@ pki() {
 extendedKeyUsage=serverAuth"
   cert admin "/O=system:masters/CN=vm-import-admin" "extendedKeyUsage=clientAuth"
   cert controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
+  # The test virt-api, which the API server reaches as the Service kubevirt/virt-api.
+  cert virt-api "/CN=virt-api.kubevirt.svc" \
+    "subjectAltName=DNS:virt-api.kubevirt.svc,DNS:localhost,IP:127.0.0.1
+extendedKeyUsage=serverAuth"
   openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
   openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
   # The token context's bearer token: random, never printed.
@@ -242,6 +249,22 @@ EOF
   echo "flux: helm-controller ${hc##*/helm-controller-} and source-controller ${sc##*/source-controller-} (built from the Go module proxy), test charts on http://127.0.0.1:$(port charts)" >&2
 }
 
+start_kubevirt() { # the vm-import-test-kubevirt binary
+  local p="$dir/pki" bin="${1:-$(cat "$dir/kubevirt-bin" 2>/dev/null)}"
+  [[ -x "$bin" ]] || die "kubevirt: no binary ${bin:-given} (cargo build -p vm-import-e2e --bins)"
+  echo "$bin" >"$dir/kubevirt-bin"
+  KUBECONFIG="$dir/kubeconfig" VM_IMPORT_E2E=1 launch kubevirt "$bin" --cert "$p/virt-api.crt" --key "$p/virt-api.key" \
+    --ca "$p/ca.crt" --port "$(port virt-api)"
+  local deadline=$((SECONDS + 90))
+  until [[ "$(kubectl get apiservice v1.subresources.kubevirt.io \
+    -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null)" == True ]]; do
+    alive kubevirt || die "vm-import-test-kubevirt exited; see $dir/logs/kubevirt.log"
+    ((SECONDS < deadline)) || die "v1.subresources.kubevirt.io not Available in 90 s; see $dir/logs/kubevirt.log"
+    sleep 0.2
+  done
+  echo "kubevirt: v1.subresources.kubevirt.io Available through the API server (test virt-api on https://127.0.0.1:$(port virt-api))" >&2
+}
+
 wait_ready() {
   local p="$dir/pki" url="https://127.0.0.1:$(port apiserver)/readyz" limit="${1:-60}"
   local deadline=$((SECONDS + limit))
@@ -281,7 +304,7 @@ cmd_start() {
   rm -rf "$dir"
   mkdir -p "$dir/logs" "$dir/ports"
   echo "$bin" >"$dir/bin"
-  for name in etcd etcd-peer apiserver charts sc-metrics sc-health sc-storage hc-metrics hc-health; do
+  for name in etcd etcd-peer apiserver charts sc-metrics sc-health sc-storage hc-metrics hc-health virt-api; do
     free_port >"$dir/ports/$name"
   done
   pki
@@ -299,7 +322,7 @@ cmd_start() {
 
 cmd_stop() {
   [[ -d "$dir" ]] || return 0
-  for name in helm-controller source-controller charts controller-manager apiserver etcd; do stop_one "$name"; done
+  for name in kubevirt helm-controller source-controller charts controller-manager apiserver etcd; do stop_one "$name"; done
   rm -rf "$dir"
 }
 
@@ -312,10 +335,11 @@ case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   env) cmd_env ;;
+  kubevirt) start_kubevirt "${2:-}" ;;
   down)
     case "${2:-}" in
-      apiserver | etcd | controller-manager | helm-controller | source-controller) stop_one "$2" ;;
-      *) die "down apiserver|etcd|controller-manager|helm-controller|source-controller" ;;
+      apiserver | etcd | controller-manager | helm-controller | source-controller | kubevirt) stop_one "$2" ;;
+      *) die "down apiserver|etcd|controller-manager|helm-controller|source-controller|kubevirt" ;;
     esac
     ;;
   up)
@@ -325,8 +349,9 @@ case "${1:-}" in
       controller-manager) start_controller_manager ;;
       helm-controller) start_helm_controller && wait_healthy helm-controller hc-health ;;
       source-controller) start_source_controller && wait_healthy source-controller sc-health ;;
-      *) die "up apiserver|etcd|controller-manager|helm-controller|source-controller" ;;
+      kubevirt) start_kubevirt ;;
+      *) die "up apiserver|etcd|controller-manager|helm-controller|source-controller|kubevirt" ;;
     esac
     ;;
-  *) die "usage: scripts/cluster.sh start|stop|env|down NAME|up NAME" ;;
+  *) die "usage: scripts/cluster.sh start|stop|env|kubevirt BIN|down NAME|up NAME" ;;
 esac

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The real-cluster half of `make test`: starts the project's own control plane
-# (scripts/cluster.sh), runs the end-to-end and fault tests in crates/e2e against it
-# with the gate open, then the load harness at 10 Plans x 100 VMs, which fails when it
-# misses a target. The control plane is stopped however this ends.
+# The real-cluster half of `make test`: starts the project's own control plane with the
+# real Flux controllers (scripts/cluster.sh) and the test world's KubeVirt (its
+# aggregated subresource API and virt-controller), runs the end-to-end and fault tests
+# in crates/e2e against it with the gate open, then the load harness at 10 Plans x 100
+# VMs, which fails when it misses a target. Everything is stopped however this ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,9 +17,13 @@ export VM_IMPORT_E2E=1
 # built twice.
 cargo build --locked --workspace --bins
 export VM_IMPORT_CONTROLLER_BIN="$PWD/target/debug/vm-import-adoption-controller"
+scripts/cluster.sh kubevirt "$PWD/target/debug/vm-import-test-kubevirt"
 echo "e2e: the real-cluster tests (VM_IMPORT_E2E=1), against $(sed -n 's/.*server: "\([^"]*\)".*/\1/p' "$KUBECONFIG" | head -1)"
 cargo nextest run --locked --workspace --run-ignored only --no-fail-fast -E 'package(vm-import-e2e)'
 
+# The load harness measures the controller alone: KubeVirt's part would add its own
+# writes to the API server's load.
+scripts/cluster.sh down kubevirt
 # The controller as it ships (release profile); the harness itself needs no optimising.
 cargo build --locked --release -p vm-import-adoption-controller
 target/debug/vm-import-load --controller-bin target/release/vm-import-adoption-controller \

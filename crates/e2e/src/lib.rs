@@ -18,6 +18,8 @@ pub mod cluster;
 pub mod flux;
 pub mod handoff;
 pub mod harness;
+pub mod kubevirt;
 pub mod objects;
 pub mod process;
 pub mod tenant;
+pub mod virt_api;

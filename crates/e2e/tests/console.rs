@@ -4,7 +4,7 @@
 //! this crate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use axum::{
     body::{Body, to_bytes},
@@ -33,6 +33,172 @@ fn target() -> Target {
         ca_data: cluster.certificate_authority_data.clone(),
         insecure: cluster.insecure_skip_tls_verify.unwrap_or(false),
     }
+}
+
+/// A ServiceAccount `name` in `ns` bound to a Role with `rules`, and a token for it.
+async fn account(client: &kube::Client, ns: &str, name: &str, rules: serde_json::Value) -> String {
+    let role: Role = serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules})).unwrap();
+    Api::<Role>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 600}})).unwrap();
+    let issued: TokenRequest = accounts
+        .create_subresource("token", name, &PostParams::default(), &request)
+        .await
+        .unwrap();
+    issued.status.unwrap().token
+}
+
+#[tokio::test]
+#[ignore = "needs the project's control plane with its KubeVirt: make e2e"]
+async fn start_stop_and_restart_go_through_kubevirts_api_with_the_users_rights() {
+    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
+    let testdata = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
+    cluster::ensure_crds(&client, &testdata).await.unwrap();
+    cluster::ensure_vmadoption_crd(&client, &testdata).await.unwrap();
+    let ns = cluster::namespace(&client, "vm-import-e2e-power").await.unwrap();
+    let vms = cluster::dynamic(&client, "kubevirt.io/v1", "VirtualMachine", "virtualmachines", &ns);
+    let vmis = cluster::dynamic(
+        &client,
+        "kubevirt.io/v1",
+        "VirtualMachineInstance",
+        "virtualmachineinstances",
+        &ns,
+    );
+    cluster::create(
+        &vms,
+        json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+               "metadata": {"name": "web-01", "labels": {"plan": "p", "vmID": "vm-1", "cozystack.io/adopted": "true"}},
+               "spec": {"runStrategy": "Halted", "template": {"spec": {"domain": {"devices": {}}}}}}),
+    )
+    .await
+    .unwrap();
+    let read = json!([
+        {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachines", "virtualmachineinstances"], "verbs": ["get", "list"]},
+        {"apiGroups": [""], "resources": ["configmaps", "events", "persistentvolumeclaims"], "verbs": ["get", "list"]},
+        {"apiGroups": ["vm-import.cozystack.io"], "resources": ["vmadoptions"], "verbs": ["get", "list"]}
+    ]);
+    // Cozystack's tenant "use" role: reading, and KubeVirt's lifecycle subresources.
+    let mut operate = read.clone();
+    operate.as_array_mut().unwrap().push(json!({"apiGroups": ["subresources.kubevirt.io"],
+        "resources": ["virtualmachines/start", "virtualmachines/stop", "virtualmachines/restart"], "verbs": ["update"]}));
+    let operator = account(&client, &ns, "operator", operate).await;
+    let reader = account(&client, &ns, "reader", read).await;
+
+    let app = router(AppState {
+        target: target(),
+        secure_cookies: false,
+        default_namespace: None,
+        permissions: Default::default(),
+        metrics: Default::default(),
+    });
+    let csrf = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let post = |token: &str, action: &str| {
+        let app = app.clone();
+        let request = Request::post(format!("/ns/{ns}/vms/web-01/{action}"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::COOKIE, format!("{CSRF_COOKIE}={csrf}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={csrf}")))
+            .unwrap();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let state = || async {
+        let vm = vms.get("web-01").await.unwrap();
+        let vmi = vmis.get_opt("web-01").await.unwrap();
+        (
+            vm.data["spec"]["runStrategy"].as_str().unwrap_or_default().to_owned(),
+            vm.data["status"]["printableStatus"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            vmi.and_then(|v| v.metadata.uid),
+        )
+    };
+
+    // The reader is refused by the real API server, before virt-api is reached.
+    let (status, body) = post(&reader, "start").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(state().await.0, "Halted");
+
+    // Start: virt-api sets Always, virt-controller creates the VMI.
+    let (status, body) = post(&operator, "start").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let first = cluster::wait_for("the VM running", Duration::from_secs(20), || async {
+        let (strategy, printable, vmi) = state().await;
+        (strategy == "Always" && printable == "Running")
+            .then_some(vmi)
+            .flatten()
+    })
+    .await
+    .unwrap();
+    // Start again: KubeVirt's own conflict, shown as such.
+    let (status, body) = post(&operator, "start").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("VM is already running"), "{body}");
+    // Restart: a new VMI.
+    let (status, body) = post(&operator, "restart").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    cluster::wait_for("a new VMI", Duration::from_secs(20), || async {
+        let (_, printable, vmi) = state().await;
+        (printable == "Running" && vmi.is_some_and(|uid| uid != first)).then_some(())
+    })
+    .await
+    .unwrap();
+    // Stop: Halted, and no VMI.
+    let (status, body) = post(&operator, "stop").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    cluster::wait_for("the VM stopped", Duration::from_secs(20), || async {
+        let (strategy, printable, vmi) = state().await;
+        (strategy == "Halted" && printable == "Stopped" && vmi.is_none()).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // The same through the plugin's client, as the operator.
+    let mut config = kube::Config::infer().await.unwrap();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(operator.clone().into()),
+        ..Default::default()
+    };
+    let as_operator = kube::Client::try_from(config).unwrap();
+    let out = vm_import_client::ops::power(&as_operator, &ns, "web-01", "start")
+        .await
+        .unwrap();
+    assert_eq!(out, "virtualmachine.kubevirt.io/web-01 start requested\n");
+    let err = vm_import_client::ops::power(&as_operator, &ns, "nope", "stop")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("VirtualMachine nope not found in namespace {ns}")
+    );
+    cluster::delete_namespace(&client, &ns).await.unwrap();
 }
 
 #[tokio::test]

@@ -87,6 +87,9 @@ pub enum ClientError {
         /// Name.
         name: String,
     },
+    /// The cluster serves no KubeVirt subresource API, so no VM can be started or stopped.
+    #[error("this cluster does not serve KubeVirt's {SUBRESOURCES_GROUP} API: is KubeVirt's virt-api running?")]
+    NoSubresourceApi,
     /// The VM is not an imported, adopted one.
     #[error("VirtualMachine {0} is not an adopted import (no label cozystack.io/adopted=true)")]
     NotImported(String),
@@ -496,9 +499,26 @@ async fn dry_run(client: &Client, namespace: &str, vm: &Value, adoption: &VMAdop
     text::dry_run(&adoption, &instance, &disks, &mapping.warnings, &notes).map_err(|e| ClientError::Api(e.to_string()))
 }
 
+/// KubeVirt's API group for VM actions and consoles, served by virt-api through the API
+/// server's aggregation layer.
+pub const SUBRESOURCES_GROUP: &str = "subresources.kubevirt.io";
+
+/// Whether the cluster serves [`SUBRESOURCES_GROUP`]: its discovery document exists. Asked
+/// only after a 404, to tell a missing VM from a missing API.
+pub async fn subresources_served(client: &Client) -> Result<bool, kube::Error> {
+    let request = http::Request::get(format!("/apis/{SUBRESOURCES_GROUP}/v1"))
+        .body(Vec::new())
+        .map_err(kube::Error::HttpError)?;
+    match client.request_text(request).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 503 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Calls KubeVirt's `start`, `stop` or `restart` subresource of VM `vm`.
 pub async fn vm_subresource(client: &Client, namespace: &str, vm: &str, action: &str) -> Result<(), kube::Error> {
-    let url = format!("/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{vm}/{action}");
+    let url = format!("/apis/{SUBRESOURCES_GROUP}/v1/namespaces/{namespace}/virtualmachines/{vm}/{action}");
     let request = http::Request::put(url)
         .header("content-type", "application/json")
         .body(b"{}".to_vec())
@@ -510,10 +530,14 @@ pub async fn vm_subresource(client: &Client, namespace: &str, vm: &str, action: 
 pub async fn power(client: &Client, namespace: &str, vm: &str, action: &str) -> Result<String, ClientError> {
     match vm_subresource(client, namespace, vm, action).await {
         Ok(()) => Ok(format!("virtualmachine.kubevirt.io/{vm} {action} requested\n")),
-        Err(kube::Error::Api(s)) if s.code == 404 => Err(ClientError::NoSuchVm {
-            namespace: namespace.to_owned(),
-            name: vm.to_owned(),
-        }),
+        Err(kube::Error::Api(s)) if s.code == 404 => match subresources_served(client).await {
+            Ok(false) => Err(ClientError::NoSubresourceApi),
+            _ => Err(ClientError::NoSuchVm {
+                namespace: namespace.to_owned(),
+                name: vm.to_owned(),
+            }),
+        },
+        Err(kube::Error::Api(s)) if s.code == 503 => Err(ClientError::NoSubresourceApi),
         Err(kube::Error::Api(s)) if s.code == 409 => {
             Err(ClientError::Invalid(format!("cannot {action} {vm}: {}", s.message)))
         }

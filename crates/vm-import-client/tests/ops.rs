@@ -272,6 +272,12 @@ async fn start_stop_restart_call_kubevirt_with_the_users_credentials() {
     let (client, seen) = mock(vec![
         ("PUT", format!("{sub}/web/restart"), 202, json!({})),
         ("PUT", format!("{sub}/web/stop"), 409, conflict),
+        (
+            "GET",
+            "/apis/subresources.kubevirt.io/v1".into(),
+            200,
+            json!({"kind": "APIResourceList", "groupVersion": "subresources.kubevirt.io/v1", "resources": []}),
+        ),
     ]);
     let out = commands::power(&client, "tenant-a", "web", "restart").await.unwrap();
     assert_eq!(out, "virtualmachine.kubevirt.io/web restart requested\n");
@@ -284,4 +290,36 @@ async fn start_stop_restart_call_kubevirt_with_the_users_credentials() {
     assert_eq!(err.to_string(), "VirtualMachine nope not found in namespace tenant-a");
     let requests: Vec<String> = seen.lock().unwrap().iter().map(|(r, _)| r.clone()).collect();
     assert_eq!(requests[0], format!("PUT {sub}/web/restart"));
+}
+
+#[tokio::test]
+async fn a_cluster_without_kubevirts_api_is_named_not_the_vm() {
+    // No route at all: the subresource and its discovery document are both 404, as on a
+    // cluster where virt-api's APIService is not registered.
+    let (client, seen) = mock(vec![]);
+    let err = commands::power(&client, "tenant-a", "web", "start").await.unwrap_err();
+    assert!(matches!(err, ClientError::NoSubresourceApi), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "this cluster does not serve KubeVirt's subresources.kubevirt.io API: is KubeVirt's virt-api running?"
+    );
+    let requests: Vec<String> = seen.lock().unwrap().iter().map(|(r, _)| r.clone()).collect();
+    assert_eq!(
+        requests,
+        [
+            "PUT /apis/subresources.kubevirt.io/v1/namespaces/tenant-a/virtualmachines/web/start",
+            "GET /apis/subresources.kubevirt.io/v1"
+        ]
+    );
+    // An APIService registered but unavailable: the API server answers 503.
+    let unavailable = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "reason": "ServiceUnavailable", "message": "the server is currently unable to handle the request", "code": 503});
+    let (client, _) = mock(vec![(
+        "PUT",
+        "/apis/subresources.kubevirt.io/".into(),
+        503,
+        unavailable,
+    )]);
+    let err = commands::power(&client, "tenant-a", "web", "stop").await.unwrap_err();
+    assert!(matches!(err, ClientError::NoSubresourceApi), "{err:?}");
 }

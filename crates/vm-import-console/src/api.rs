@@ -48,6 +48,11 @@ pub enum ApiError {
     /// The cluster could not be reached.
     #[error("the cluster cannot be reached: {0}")]
     Unreachable(String),
+    /// The cluster serves no KubeVirt subresource API (virt-api is missing or down).
+    #[error(
+        "this cluster does not serve KubeVirt's subresources.kubevirt.io API, so VMs cannot be started or stopped here"
+    )]
+    NoSubresourceApi,
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -223,9 +228,16 @@ impl Action {
 
 /// Asks KubeVirt to start, stop or restart VM `name`, as the user.
 pub async fn act(client: &Client, namespace: &str, name: &str, action: Action) -> Result<(), ApiError> {
-    vm_import_client::ops::vm_subresource(client, namespace, name, action.as_str())
-        .await
-        .map_err(|e| api_error(&format!("{} VirtualMachine {name}", action.as_str()), &e))
+    use vm_import_client::ops::{subresources_served, vm_subresource};
+    match vm_subresource(client, namespace, name, action.as_str()).await {
+        Ok(()) => Ok(()),
+        // A 404 is a missing VM only where the API is served.
+        Err(kube::Error::Api(s)) if s.code == 404 && matches!(subresources_served(client).await, Ok(false)) => {
+            Err(ApiError::NoSubresourceApi)
+        }
+        Err(kube::Error::Api(s)) if s.code == 503 => Err(ApiError::NoSubresourceApi),
+        Err(e) => Err(api_error(&format!("{} VirtualMachine {name}", action.as_str()), &e)),
+    }
 }
 
 /// Creates a VMAdoption, as the user.

@@ -250,6 +250,7 @@ fn error_page(e: &ApiError, back: Option<&str>) -> Response {
         ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
         ApiError::Conflict(_) => (StatusCode::CONFLICT, "Not possible right now"),
         ApiError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "Cluster unreachable"),
+        ApiError::NoSubresourceApi => (StatusCode::SERVICE_UNAVAILABLE, "KubeVirt's API is missing"),
         ApiError::Other(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
     };
     page(status, pages::message(title, &e.to_string(), back))

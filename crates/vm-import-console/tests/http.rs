@@ -536,3 +536,40 @@ async fn the_list_shows_cpu_and_memory_trends() {
     );
     assert_eq!(queries.len(), 4, "CPU and memory of each of the two VMs: {queries:?}");
 }
+
+#[tokio::test]
+async fn a_cluster_without_kubevirts_api_is_named_not_the_vm() {
+    let (app, standin) = console().await;
+    standin.without_kubevirt_api();
+    let (status, _, body) = send(
+        &app,
+        post(
+            "/ns/tenant-demo/vms/web-01/stop",
+            "admin-token",
+            Some(CSRF),
+            &format!("csrf={CSRF}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body.contains("this cluster does not serve KubeVirt&#39;s subresources.kubevirt.io API")
+            || body.contains("this cluster does not serve KubeVirt's subresources.kubevirt.io API"),
+        "{body}"
+    );
+    assert!(!body.contains("not found"), "the VM is not blamed: {body}");
+    let asked: Vec<String> = standin
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.starts_with("/apis/subresources.kubevirt.io/"))
+        .map(|s| format!("{} {} {}", s.method, s.path, s.token))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            "PUT /apis/subresources.kubevirt.io/v1/namespaces/tenant-demo/virtualmachines/web-01/stop admin-token",
+            "GET /apis/subresources.kubevirt.io/v1 admin-token"
+        ],
+        "the discovery check is made with the user's token too"
+    );
+}

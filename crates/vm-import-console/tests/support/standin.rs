@@ -1,8 +1,10 @@
 //! A small stand-in for the API server's responses, for the console's tests and browser
 //! tests: two imported VMs in `tenant-demo`, their instance, record, claims and Events;
 //! KubeVirt's start/stop/restart; and VMAdoption creation. It records every request
-//! (method, path, and the bearer token it carried) at `GET /__requests`, and
-//! `POST /__status/{vm}/{status}` changes a VM's status, as KubeVirt would.
+//! (method, path, and the bearer token it carried) at `GET /__requests`,
+//! `POST /__status/{vm}/{status}` changes a VM's status, as KubeVirt would, and
+//! [`StandIn::without_kubevirt_api`] makes it a cluster whose aggregation layer serves no
+//! `subresources.kubevirt.io` (every path of it is a plain 404).
 //!
 //! Tokens: `admin-token` may do everything; `viewer-token` may read but gets 403 on
 //! every write; `nobody-token` is authenticated but may do nothing (and
@@ -34,6 +36,7 @@ struct World {
     seen: Vec<Seen>,
     status: std::collections::BTreeMap<String, String>,
     adoptions: Vec<Value>,
+    no_kubevirt_api: bool,
 }
 
 #[derive(Clone, Default)]
@@ -84,6 +87,11 @@ fn vmis(statuses: &std::collections::BTreeMap<String, String>) -> Vec<Value> {
 }
 
 impl StandIn {
+    /// From now on, the cluster serves no KubeVirt subresource API.
+    pub fn without_kubevirt_api(&self) {
+        self.world.lock().unwrap().no_kubevirt_api = true;
+    }
+
     /// The stand-in's routes.
     pub fn router(&self) -> Router {
         {
@@ -172,7 +180,13 @@ async fn api(State(s): State<StandIn>, method: Method, uri: Uri, headers: Header
     };
     let base = format!("/apis/kubevirt.io/v1/namespaces/{NS}");
     let sub = format!("/apis/subresources.kubevirt.io/v1/namespaces/{NS}/virtualmachines/");
+    if path.starts_with("/apis/subresources.kubevirt.io/") && s.world.lock().unwrap().no_kubevirt_api {
+        return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
+    }
     match (method.as_str(), path.as_str()) {
+        ("GET", "/apis/subresources.kubevirt.io/v1") => Json(json!({"kind": "APIResourceList",
+            "groupVersion": "subresources.kubevirt.io/v1", "resources": []}))
+        .into_response(),
         ("GET", "/api/v1/namespaces") if token == "viewer-token" => status(403, "Forbidden", "forbidden"),
         ("GET", "/api/v1/namespaces") => list(vec![
             json!({"metadata": {"name": NS}}),
