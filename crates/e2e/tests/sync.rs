@@ -42,6 +42,17 @@ async fn wait_condition(world: &World, status: &str, reason: &str, limit: Durati
     .await
 }
 
+/// The values the sync last found in sync, as it recorded them on the VMAdoption.
+async fn recorded(world: &World) -> Option<Value> {
+    let adoption = world.adoptions.get(&world.vm_name).await.ok()?;
+    let text = adoption
+        .metadata
+        .annotations?
+        .get("vm-import.cozystack.io/synced-values")?
+        .clone();
+    serde_json::from_str(&text).ok()
+}
+
 async fn values(world: &World) -> Value {
     world
         .releases
@@ -125,6 +136,11 @@ async fn stop_resize_and_inexpressible_changes_reach_the_release() {
     .await;
     cluster::wait_for("VM rendered Always", Duration::from_secs(30), || async {
         (vm_spec(&world).await["runStrategy"] == "Always").then_some(())
+    })
+    .await
+    .unwrap();
+    cluster::wait_for("Always recorded as in sync", Duration::from_secs(30), || async {
+        (recorded(&world).await?["runStrategy"] == "Always").then_some(())
     })
     .await
     .unwrap();
@@ -319,6 +335,94 @@ async fn a_failed_release_is_reported_and_the_sync_can_be_turned_off() {
         before.all_writes(),
         "nothing written for another release"
     );
+    controller.terminate(Duration::from_secs(15)).await.unwrap();
+    world.cleanup().await.unwrap();
+}
+
+/// KubeVirt's `stop`, through the API server's aggregation layer, as the admin.
+async fn stop(client: &kube::Client, ns: &str, vm: &str) {
+    let url = format!("/apis/subresources.kubevirt.io/v1/namespaces/{ns}/virtualmachines/{vm}/stop");
+    let request = http::Request::put(url)
+        .header("content-type", "application/json")
+        .body(b"{}".to_vec())
+        .unwrap();
+    client
+        .request_text(request)
+        .await
+        .unwrap_or_else(|e| panic!("stop {vm}: {e}"));
+}
+
+#[tokio::test]
+#[ignore = "needs the project's control plane: make e2e"]
+async fn a_resize_made_while_a_stop_is_being_applied_survives() {
+    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
+    let (world, controller) = adopted(&client, "vm-import-sync-race").await;
+    let vm = world.instance_release();
+    let cores = |spec: &Value| spec["template"]["spec"]["domain"]["cpu"]["cores"].as_u64();
+    // helm-controller's upgrade takes a few hundred milliseconds here: edits landing
+    // from before it starts to after it ends. Without the sync's mid-upgrade check, some
+    // of these rounds lose the resize.
+    for (round, delay_ms) in [100u64, 150, 200, 250, 300, 350, 400].into_iter().enumerate() {
+        // Running, as the dashboard starts it (a values edit), and settled.
+        patch(
+            &world.releases,
+            &vm,
+            "cozystack-api",
+            json!({"spec": {"values": {"runStrategy": "Always"}}}),
+        )
+        .await;
+        cluster::wait_for("VM rendered Always", Duration::from_secs(30), || async {
+            (vm_spec(&world).await["runStrategy"] == "Always").then_some(())
+        })
+        .await
+        .unwrap();
+        flux::wait_ready(&world.releases, &vm, Duration::from_secs(30))
+            .await
+            .unwrap();
+        wait_condition(&world, "True", "InSync", Duration::from_secs(30))
+            .await
+            .unwrap();
+        let before = cores(&vm_spec(&world).await).unwrap();
+        let wanted = before + 1;
+
+        // Stop: the sync writes runStrategy to the values and helm-controller upgrades;
+        // the resize lands while that upgrade is being applied.
+        stop(&client, &world.ns, &vm).await;
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let generation = world.releases.get(&vm).await.unwrap().metadata.generation;
+        patch(
+            &world.vms,
+            &vm,
+            "kubectl-patch",
+            json!({"spec": {"template": {"spec": {"domain": {"cpu": {"cores": wanted}}}}}}),
+        )
+        .await;
+        let settled = cluster::wait_for("the resize kept", Duration::from_secs(60), || async {
+            let spec = vm_spec(&world).await;
+            let values = values(&world).await;
+            let release = world.releases.get(&vm).await.ok()?;
+            let ready = flux::ready(&release).is_some_and(|(s, ..)| s == "True");
+            let synced = condition(&world)
+                .await
+                .is_some_and(|(s, r, _)| s == "True" && r == "InSync");
+            (ready
+                && synced
+                && cores(&spec) == Some(wanted)
+                && spec["runStrategy"] == "Halted"
+                && values["resources"]["cpu"] == wanted
+                && values["runStrategy"] == "Halted")
+                .then_some(())
+        })
+        .await;
+        if let Err(e) = settled {
+            panic!(
+                "round {round} ({delay_ms} ms after the stop, release generation {generation:?} then): {e}\nVM: {}\nvalues: {}",
+                vm_spec(&world).await,
+                values(&world).await
+            );
+        }
+        println!("round {round}: a resize {delay_ms} ms after a stop is kept on the VM and in the values");
+    }
     controller.terminate(Duration::from_secs(15)).await.unwrap();
     world.cleanup().await.unwrap();
 }

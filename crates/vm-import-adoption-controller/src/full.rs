@@ -146,7 +146,7 @@ pub(crate) struct Apis {
     pvs: Api<PersistentVolume>,
     data_volumes: Api<DynamicObject>,
     pub(crate) releases: Api<DynamicObject>,
-    adoptions: Api<VMAdoption>,
+    pub(crate) adoptions: Api<VMAdoption>,
 }
 
 impl Apis {

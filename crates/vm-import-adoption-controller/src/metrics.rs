@@ -71,6 +71,8 @@ pub enum Write {
     ReleasePatch,
     /// The sync: applying a fully adopted VM's settings to its release's values.
     ReleaseSync,
+    /// The sync: recording on a VMAdoption the values it last found in sync.
+    SyncRecord,
 }
 
 impl Write {
@@ -91,6 +93,7 @@ impl Write {
             Self::ReleaseCreate => "helmrelease_create",
             Self::ReleasePatch => "helmrelease_patch",
             Self::ReleaseSync => "helmrelease_sync",
+            Self::SyncRecord => "sync_record",
         }
     }
 }

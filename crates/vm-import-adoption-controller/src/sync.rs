@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use kube::{
-    ResourceExt,
+    Resource, ResourceExt,
     api::{Patch, PatchParams},
     runtime::{controller::Action, events::EventType},
 };
@@ -73,7 +73,11 @@ pub(crate) async fn reconcile(
         )
         .await;
     }
-    let facts = ReleaseFacts::of_release(&release);
+    let mut facts = ReleaseFacts::of_release(&release);
+    facts.last_synced = adoption
+        .annotations()
+        .get(sync::ANNOTATION_SYNCED)
+        .and_then(|text| serde_json::from_str(text).ok());
     // Not read when the sync is off.
     let vm = if facts.disabled {
         None
@@ -130,11 +134,13 @@ pub(crate) async fn reconcile(
             )
             .await
         }
-        SyncDecision::InSync { inexpressible } if inexpressible.is_empty() => {
+        SyncDecision::InSync { inexpressible, synced } if inexpressible.is_empty() => {
             let message = format!("the values of release {name} match VirtualMachine {name}");
+            record(ctx, apis, adoption, &synced).await?;
             settle(ctx, apis, adoption, &mut status, "True", "InSync", &message, None).await
         }
-        SyncDecision::InSync { inexpressible } => {
+        SyncDecision::InSync { inexpressible, synced } => {
+            record(ctx, apis, adoption, &synced).await?;
             let message = inexpressible_message(&name, &inexpressible);
             let event = Notice {
                 on_vm: vm.as_ref(),
@@ -204,6 +210,33 @@ struct Notice<'a> {
     reason: &'static str,
     /// The drift kind counted.
     drift: &'static str,
+}
+
+/// Records `synced` as the values last found in sync ([`sync::ANNOTATION_SYNCED`]), when
+/// it changed: one server-side apply of that annotation alone.
+async fn record(ctx: &Arc<FullContext>, apis: &Apis, adoption: &VMAdoption, synced: &Value) -> Result<(), FullError> {
+    let text = synced.to_string();
+    if adoption.annotations().get(sync::ANNOTATION_SYNCED) == Some(&text) {
+        return Ok(());
+    }
+    let body = serde_json::json!({
+        "apiVersion": VMAdoption::api_version(&()),
+        "kind": VMAdoption::kind(&()),
+        "metadata": {"name": adoption.name_any(), "annotations": {sync::ANNOTATION_SYNCED: text}},
+    });
+    let result = apis
+        .adoptions
+        .patch(
+            &adoption.name_any(),
+            &PatchParams::apply(sync::RECORD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await;
+    ctx.metrics.wrote(Write::SyncRecord, result.is_ok());
+    result.map(drop).map_err(|source| FullError::Write {
+        step: "recording the values in sync".into(),
+        source,
+    })
 }
 
 /// Sets the `Synced` condition; writes it (and publishes `notice`) only when it changes.

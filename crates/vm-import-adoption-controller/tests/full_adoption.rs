@@ -555,8 +555,31 @@ async fn the_sync_patches_only_the_drifted_key_with_a_version_precondition() {
     sync().await;
     assert_eq!(
         cluster.writes()[before..].to_vec(),
-        vec![format!("PATCH {}/status", adoption_path())]
+        vec![
+            format!("PATCH {}", adoption_path()),
+            format!("PATCH {}/status", adoption_path())
+        ],
+        "the values in sync recorded, then Synced=True"
     );
+    // The record: a server-side apply of the one annotation, under its own manager.
+    let (content_type, body) = cluster.bodies()[before].clone();
+    assert!(
+        content_type.starts_with("application/apply-patch+yaml"),
+        "{content_type}"
+    );
+    let recorded: serde_json::Value = serde_json::from_str(
+        body["metadata"]["annotations"]["vm-import.cozystack.io/synced-values"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(recorded["runStrategy"], "Halted");
+    assert_eq!(
+        body["metadata"].as_object().unwrap().len(),
+        2,
+        "name and annotations only: {body}"
+    );
+    assert!(body.get("spec").is_none() && body.get("status").is_none(), "{body}");
     let adoption = cluster.get(&adoption_path()).unwrap();
     let synced = adoption["status"]["conditions"]
         .as_array()

@@ -17,6 +17,13 @@
 //!   release's latest values are not applied yet, the VM may lag behind them, so the
 //!   sync waits; that is what keeps a values edit from being reverted to the VM's old
 //!   state, and the two from ping-ponging.
+//! - **An edit of the VM made while an upgrade is applied** is not lost: the upgrade's
+//!   server-side apply would put the old value back, and once the release is Ready the
+//!   VM and the values would agree again on the old value. So the sync remembers the
+//!   values it last found in sync ([`ReleaseFacts::last_synced`], kept in the
+//!   VMAdoption's [`ANNOTATION_SYNCED`]), and while it waits it still looks: a key whose live value is neither
+//!   that nor the values being applied can only be a user's edit, and is written to the
+//!   values at once. Every other key waits, as before.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +33,12 @@ use crate::instance::{InstanceValues, rendered_values};
 
 /// Annotation on a VMInstance release: `"false"` turns the sync off for it.
 pub const ANNOTATION_SYNC: &str = "vm-import.cozystack.io/sync";
+/// Annotation on a VMAdoption: the synced keys as the sync last found them agreeing on
+/// the VM and in the values (JSON). An annotation, not a status field, so that a
+/// controller newer than the installed CRD still keeps it.
+pub const ANNOTATION_SYNCED: &str = "vm-import.cozystack.io/synced-values";
+/// The field manager of that annotation.
+pub const RECORD_MANAGER: &str = "vm-import-sync-record";
 /// The field manager of the values the sync writes.
 pub const FIELD_MANAGER: &str = "vm-import-sync";
 /// The values keys the sync keeps equal to the VM, in this order.
@@ -53,6 +66,10 @@ pub struct ReleaseFacts {
     pub ready: Option<ReadyCondition>,
     /// The release is annotated [`ANNOTATION_SYNC`]`: "false"`.
     pub disabled: bool,
+    /// The synced keys as the sync last found them in agreement on the VM and in the
+    /// values (an object, as [`SyncDecision::InSync`] gives them); not the release's
+    /// own: the sync records them on the VMAdoption ([`ANNOTATION_SYNCED`]).
+    pub last_synced: Option<Value>,
 }
 
 /// A HelmRelease's `Ready` condition.
@@ -93,6 +110,7 @@ impl ReleaseFacts {
                 .pointer(&format!("/annotations/{}", ANNOTATION_SYNC.replace('/', "~1")))
                 .and_then(Value::as_str)
                 == Some("false"),
+            last_synced: None,
         }
     }
 }
@@ -121,6 +139,9 @@ pub enum SyncDecision {
     InSync {
         /// Settings of the VM values cannot express: the next upgrade reverts them.
         inexpressible: Vec<String>,
+        /// The synced keys both agree on: what to record as
+        /// [`ReleaseFacts::last_synced`].
+        synced: Value,
     },
     /// The VM differs from the values: merge `values` into them.
     Patch {
@@ -143,21 +164,30 @@ pub fn decide(vm: Option<&Value>, release: &ReleaseFacts) -> SyncDecision {
         return SyncDecision::NoVm;
     };
     let applied = release.generation.is_some() && release.observed_generation == release.generation;
-    match &release.ready {
+    let settled = match &release.ready {
         Some(ready) if applied && ready.observed_generation.is_none_or(|g| Some(g) == release.generation) => {
             match ready.status.as_str() {
-                "True" => {}
+                "True" => true,
                 "False" => {
                     return SyncDecision::ReleaseFailed {
                         message: ready.message.clone(),
                     };
                 }
-                _ => return SyncDecision::WaitForRelease,
+                _ => false,
             }
         }
-        _ => return SyncDecision::WaitForRelease,
+        _ => false,
+    };
+    let mapped = rendered_values(vm);
+    if !settled {
+        return match (mapped, release.last_synced.as_ref()) {
+            (Ok((live, inexpressible)), Some(last)) => {
+                edits_while_applying(&synced(&live), last, release, inexpressible)
+            }
+            _ => SyncDecision::WaitForRelease,
+        };
     }
-    let (live, inexpressible) = match rendered_values(vm) {
+    let (live, inexpressible) = match mapped {
         Ok(mapped) => mapped,
         Err(e) => return SyncDecision::Unreadable { reason: e.to_string() },
     };
@@ -169,8 +199,35 @@ pub fn decide(vm: Option<&Value>, release: &ReleaseFacts) -> SyncDecision {
         .map(|key| (*key).to_owned())
         .collect();
     if drifted.is_empty() {
-        return SyncDecision::InSync { inexpressible };
+        let synced = Value::Object(live.into_iter().collect());
+        return SyncDecision::InSync { inexpressible, synced };
     }
+    patch(&live, drifted, inexpressible)
+}
+
+/// While helm-controller applies the release, the VM shows either the values last in
+/// sync or the values being applied, key by key; a key that shows neither was edited on
+/// the VM since, and is written at once, before the upgrade's apply can put it back.
+fn edits_while_applying(
+    live: &BTreeMap<String, Value>,
+    last: &Value,
+    release: &ReleaseFacts,
+    inexpressible: Vec<String>,
+) -> SyncDecision {
+    let current = effective(&release.values);
+    let edited: Vec<String> = SYNC_KEYS
+        .iter()
+        .filter(|key| live.get(**key) != last.get(**key) && live.get(**key) != current.get(**key))
+        .map(|key| (*key).to_owned())
+        .collect();
+    if edited.is_empty() {
+        return SyncDecision::WaitForRelease;
+    }
+    patch(live, edited, inexpressible)
+}
+
+/// The decision to write the live values of `drifted` into the release.
+fn patch(live: &BTreeMap<String, Value>, drifted: Vec<String>, inexpressible: Vec<String>) -> SyncDecision {
     let values = drifted
         .iter()
         .map(|key| {
@@ -362,10 +419,10 @@ mod tests {
 
     #[test]
     fn a_vm_as_its_values_render_it_is_in_sync() {
-        assert_eq!(
+        assert!(matches!(
             decide(Some(&vm("Always", 2, "4Gi")), &applied(values())),
-            SyncDecision::InSync { inexpressible: vec![] }
-        );
+            SyncDecision::InSync { inexpressible, .. } if inexpressible.is_empty()
+        ));
     }
 
     #[test]
@@ -472,7 +529,7 @@ mod tests {
             json!({"name": "scratch", "persistentVolumeClaim": {"claimName": "scratch-pvc", "hotpluggable": true}}),
         );
         template["domain"]["devices"]["interfaces"][0]["macAddress"] = json!("02:00:00:00:00:01");
-        let SyncDecision::InSync { inexpressible } = decide(Some(&live), &applied(values())) else {
+        let SyncDecision::InSync { inexpressible, .. } = decide(Some(&live), &applied(values())) else {
             panic!("expected in sync");
         };
         assert_eq!(inexpressible.len(), 2, "{inexpressible:?}");
@@ -486,10 +543,10 @@ mod tests {
         let values = json!({"running": false, "instanceType": "u1.medium",
                             "resources": {"cpu": 2, "sockets": 1, "memory": "4Gi"},
                             "disks": [{"name": "web-disk-0", "bus": "virtio"}]});
-        assert_eq!(
+        assert!(matches!(
             decide(Some(&vm("Halted", 2, "4Gi")), &applied(values)),
-            SyncDecision::InSync { inexpressible: vec![] }
-        );
+            SyncDecision::InSync { inexpressible, .. } if inexpressible.is_empty()
+        ));
     }
 
     #[test]
@@ -499,5 +556,65 @@ mod tests {
         let body = patch_body("42", &values);
         assert_eq!(body["metadata"]["resourceVersion"], "42");
         assert_eq!(body["spec"], json!({"values": {"runStrategy": "Halted"}}));
+    }
+
+    /// The release mid-upgrade: its values are generation 4, helm-controller has
+    /// acted on 3.
+    fn applying(values: Value, last: &Value) -> ReleaseFacts {
+        let mut release = applied(values);
+        release.generation = Some(4);
+        release.last_synced = Some(last.clone());
+        release
+    }
+
+    fn in_sync(vm: &Value, values: Value) -> Value {
+        match decide(Some(vm), &applied(values)) {
+            SyncDecision::InSync { synced, .. } => synced,
+            other => panic!("expected in sync: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_vm_edit_made_while_an_upgrade_applies_is_written_at_once() {
+        let last = in_sync(&vm("Always", 2, "4Gi"), values());
+        assert_eq!(last["runStrategy"], "Always");
+        assert_eq!(last["resources"], json!({"cpu": 2, "sockets": 1, "memory": "4Gi"}));
+        // A stop reached the values (generation 4, being applied); meanwhile the user
+        // resizes the VM to 3 cores. The upgrade's apply would put 2 back.
+        let mut stopping = values();
+        stopping["runStrategy"] = json!("Halted");
+        let SyncDecision::Patch {
+            drifted, values: patch, ..
+        } = decide(Some(&vm("Halted", 3, "4Gi")), &applying(stopping.clone(), &last))
+        else {
+            panic!("the resize must be written now");
+        };
+        assert_eq!(
+            drifted,
+            ["resources"],
+            "only the edited key: runStrategy is being applied"
+        );
+        assert_eq!(patch["resources"], json!({"cpu": 3, "sockets": 1, "memory": "4Gi"}));
+        // The VM still as last in sync, or already as the values being applied: wait.
+        for state in [vm("Always", 2, "4Gi"), vm("Halted", 2, "4Gi")] {
+            assert_eq!(
+                decide(Some(&state), &applying(stopping.clone(), &last)),
+                SyncDecision::WaitForRelease
+            );
+        }
+        // A values edit being applied is never taken for a VM edit.
+        let mut bigger = values();
+        bigger["resources"]["cpu"] = json!(8);
+        assert_eq!(
+            decide(Some(&vm("Always", 2, "4Gi")), &applying(bigger, &last)),
+            SyncDecision::WaitForRelease
+        );
+        // Nothing recorded yet: wait, as before.
+        let mut unknown = applying(stopping, &last);
+        unknown.last_synced = None;
+        assert_eq!(
+            decide(Some(&vm("Halted", 3, "4Gi")), &unknown),
+            SyncDecision::WaitForRelease
+        );
     }
 }

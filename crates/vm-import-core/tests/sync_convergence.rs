@@ -115,6 +115,7 @@ impl World {
                 observed_generation: Some(self.observed),
             }),
             disabled: false,
+            last_synced: None,
         }
     }
 
@@ -332,7 +333,7 @@ proptest! {
         world.apply(&Op::DriftCorrection);
         world.apply(if mac { &Op::VmMac } else { &Op::VmForeignDisk });
         match decide(Some(&world.vm), &world.release()) {
-            SyncDecision::InSync { inexpressible } | SyncDecision::Patch { inexpressible, .. } => {
+            SyncDecision::InSync { inexpressible, .. } | SyncDecision::Patch { inexpressible, .. } => {
                 prop_assert_eq!(inexpressible.len(), 1, "{:?}", inexpressible);
             }
             other => prop_assert!(false, "not reported: {other:?}"),
