@@ -42,15 +42,17 @@ async fn wait_condition(world: &World, status: &str, reason: &str, limit: Durati
     .await
 }
 
-/// The values the sync last found in sync, as it recorded them on the VMAdoption.
+/// What the sync last recorded the VM as showing (the newest generation of its record,
+/// in the release's annotation).
 async fn recorded(world: &World) -> Option<Value> {
-    let adoption = world.adoptions.get(&world.vm_name).await.ok()?;
-    let text = adoption
+    let release = world.releases.get(&world.instance_release()).await.ok()?;
+    let text = release
         .metadata
         .annotations?
         .get("vm-import.cozystack.io/synced-values")?
         .clone();
-    serde_json::from_str(&text).ok()
+    let record: Value = serde_json::from_str(&text).ok()?;
+    record.as_array()?.last().map(|entry| entry["values"].clone())
 }
 
 async fn values(world: &World) -> Value {

@@ -14,34 +14,32 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, ResourceExt,
     api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy},
     core::PartialObjectMeta,
-    core::{ApiResource, GroupVersionKind},
     runtime::{
         controller::Action,
-        events::{EventType, Recorder},
+        events::EventType,
         reflector::{ObjectRef, Store},
     },
 };
 use serde_json::{Value, json};
 use tracing::{info, warn};
-use vm_import_api::{Condition, DiskStatus, Phase, VMAdoption, VMAdoptionSpec, VMAdoptionStatus};
+use vm_import_api::{DiskStatus, Phase, VMAdoption, VMAdoptionSpec, VMAdoptionStatus};
 use vm_import_core::{
-    apps::{self, Charts, ClaimSpec},
+    apps::{self, ClaimSpec},
     handoff::{self, ClaimState, DataVolumeState, DiskPlan, HandoffPlan, ObservedDisk, PowerFacts, PvState, Step},
     instance::{ClaimFacts, InstanceRequest, map_vm},
     preflight::{self, Invalid, NotYet, Target},
 };
 
-use crate::metrics::{Metrics, Write};
-
-/// Field manager of the VMAdoption status.
-pub const STATUS_MANAGER: &str = "vm-import-full-adoption";
-/// Label on every claim full adoption creates: the VMAdoption's name.
-pub const LABEL_ADOPTION: &str = "vm-import.cozystack.io/adoption";
+pub use crate::vmadoption::{FullContext, FullError, LABEL_ADOPTION, STATUS_MANAGER};
+use crate::{
+    metrics::Write,
+    vmadoption::{Apis, get, publish, set_condition, to_json, write_status},
+};
 
 /// How long a waiting adoption goes without a re-check when nothing triggers it.
 pub const SAFETY_RECHECK: Duration = Duration::from_secs(20);
@@ -91,99 +89,6 @@ pub fn adoption_of_release(
 pub fn adoption_of_claim(claim: &PartialObjectMeta<PersistentVolumeClaim>) -> Option<ObjectRef<VMAdoption>> {
     let adoption = claim.metadata.labels.as_ref()?.get(LABEL_ADOPTION)?;
     Some(ObjectRef::new(adoption).within(claim.metadata.namespace.as_deref()?))
-}
-
-/// What every full-adoption reconcile shares.
-pub struct FullContext {
-    /// The API client.
-    pub client: Client,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Publishes Events on VMAdoptions.
-    pub recorder: Recorder,
-    /// The charts the apps use.
-    pub charts: Charts,
-    /// How long to wait before re-checking something outside the controller.
-    pub recheck: Duration,
-}
-
-/// Why a full-adoption reconcile failed; it is retried with backoff.
-#[derive(Debug, thiserror::Error)]
-pub enum FullError {
-    /// The VMAdoption has no namespace.
-    #[error("the VMAdoption has no namespace")]
-    NoNamespace,
-    /// Reading an object failed.
-    #[error("reading {what}: {source}")]
-    Read {
-        /// What.
-        what: String,
-        /// The error.
-        source: kube::Error,
-    },
-    /// A step's write failed.
-    #[error("{step}: {source}")]
-    Write {
-        /// The step.
-        step: String,
-        /// The error.
-        source: kube::Error,
-    },
-    /// The recorded plan cannot be acted on.
-    #[error("the recorded status is incomplete: {0}")]
-    Record(&'static str),
-}
-
-pub(crate) fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
-}
-
-/// The namespaced APIs one adoption reads and writes.
-pub(crate) struct Apis {
-    pub(crate) vms: Api<DynamicObject>,
-    vmis: Api<DynamicObject>,
-    claims: Api<PersistentVolumeClaim>,
-    pvs: Api<PersistentVolume>,
-    data_volumes: Api<DynamicObject>,
-    pub(crate) releases: Api<DynamicObject>,
-    pub(crate) adoptions: Api<VMAdoption>,
-}
-
-impl Apis {
-    pub(crate) fn new(client: &Client, ns: &str) -> Self {
-        let dynamic = |r: ApiResource| Api::<DynamicObject>::namespaced_with(client.clone(), ns, &r);
-        Self {
-            vms: dynamic(resource("kubevirt.io", "v1", "VirtualMachine", "virtualmachines")),
-            vmis: dynamic(resource(
-                "kubevirt.io",
-                "v1",
-                "VirtualMachineInstance",
-                "virtualmachineinstances",
-            )),
-            claims: Api::namespaced(client.clone(), ns),
-            pvs: Api::all(client.clone()),
-            data_volumes: dynamic(resource("cdi.kubevirt.io", "v1beta1", "DataVolume", "datavolumes")),
-            releases: dynamic(resource("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases")),
-            adoptions: Api::namespaced(client.clone(), ns),
-        }
-    }
-}
-
-pub(crate) async fn get<K>(api: &Api<K>, name: &str) -> Result<Option<K>, FullError>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.get_opt(name).await.map_err(|source| FullError::Read {
-        what: format!(
-            "{} {name}",
-            std::any::type_name::<K>().rsplit("::").next().unwrap_or("object")
-        ),
-        source,
-    })
-}
-
-pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// The plan recorded in `status`, once validation has recorded one.
@@ -315,7 +220,16 @@ pub async fn reconcile(adoption: Arc<VMAdoption>, ctx: Arc<FullContext>) -> Resu
         ) {
             return Ok(Action::requeue(ctx.recheck));
         }
-        execute(&ctx, &apis, &ns, &adoption, &status, &plan, &observed, &step).await?;
+        let handoff = Handoff {
+            ctx: &ctx,
+            apis: &apis,
+            ns: &ns,
+            adoption: &adoption,
+            status: &status,
+            plan: &plan,
+            observed: &observed,
+        };
+        handoff.execute(&step).await?;
     }
     Ok(Action::requeue(Duration::from_secs(1)))
 }
@@ -565,169 +479,223 @@ pub fn power_facts(vm: &Value, vmi_exists: bool) -> PowerFacts {
     }
 }
 
-/// Performs `step`: exactly one write.
-#[allow(clippy::too_many_arguments)]
-async fn execute(
-    ctx: &FullContext,
-    apis: &Apis,
-    ns: &str,
-    adoption: &VMAdoption,
-    status: &VMAdoptionStatus,
-    plan: &HandoffPlan,
-    observed: &Observation,
-    step: &Step,
-) -> Result<(), FullError> {
-    let failed = |source| FullError::Write {
-        step: format!("{step:?}"),
-        source,
-    };
-    let disk = |i: usize| plan.disks.get(i).ok_or(FullError::Record("disk"));
-    let claim_spec = |i: usize| {
-        observed
+/// What a reconcile knows of one handoff, to perform its steps: each step is one
+/// method, and exactly one write.
+struct Handoff<'a> {
+    ctx: &'a FullContext,
+    apis: &'a Apis,
+    ns: &'a str,
+    adoption: &'a VMAdoption,
+    status: &'a VMAdoptionStatus,
+    plan: &'a HandoffPlan,
+    observed: &'a Observation,
+}
+
+/// The write a step made, and how it went.
+type Written = (Write, Result<(), kube::Error>);
+
+impl Handoff<'_> {
+    fn disk(&self, i: usize) -> Result<&DiskPlan, FullError> {
+        self.plan.disks.get(i).ok_or(FullError::Record("disk"))
+    }
+
+    /// The claim that can take over disk `i`'s PV: its modes, class and capacity.
+    fn claim_spec(&self, i: usize) -> Result<ClaimSpec, FullError> {
+        self.observed
             .pvs
             .get(i)
             .and_then(Option::as_ref)
             .and_then(ClaimSpec::of_pv)
             .ok_or(FullError::Record("PV capacity"))
-    };
-    let merge = PatchParams::default();
-    let (kind, result) = match *step {
-        Step::StopVm => {
-            let url = format!(
-                "/apis/subresources.kubevirt.io/v1/namespaces/{ns}/virtualmachines/{}/stop",
-                adoption.spec.vm_name
-            );
-            let request = ::http::Request::put(url)
-                .header("content-type", "application/json")
-                .body(b"{}".to_vec())
-                .map_err(|e| FullError::Write {
-                    step: "StopVm".into(),
-                    source: kube::Error::HttpError(e),
-                })?;
-            (Write::VmStop, ctx.client.request_text(request).await.map(drop))
-        }
-        Step::RetainPv(i) => (
-            Write::PvPatch,
-            apis.pvs
-                .patch(&disk(i)?.pv, &merge, &Patch::Merge(apps::retain_pv_patch()))
-                .await
-                .map(drop),
-        ),
-        Step::ClearOwners(i) => {
-            let uid = observed.state.disks[i].old_claim.as_ref().map(|c| c.uid.clone());
-            let mut patch = apps::clear_owners_patch();
-            patch["metadata"]["uid"] = json!(uid);
-            (
-                Write::ClaimPatch,
-                apis.claims
-                    .patch(&disk(i)?.old_claim, &merge, &Patch::Merge(patch))
-                    .await
-                    .map(drop),
-            )
-        }
-        Step::CreateNewClaim(i) => {
-            let mut body = apps::new_claim(ns, disk(i)?, &claim_spec(i)?);
-            body["metadata"]["labels"] = json!({LABEL_ADOPTION: adoption.name_any()});
-            let claim: PersistentVolumeClaim = serde_json::from_value(body).map_err(|_| FullError::Record("claim"))?;
-            (
-                Write::ClaimCreate,
-                tolerate_exists(apis.claims.create(&PostParams::default(), &claim).await.map(drop)),
-            )
-        }
-        Step::DeleteOldClaim(i) => {
-            let uid = observed.state.disks[i].old_claim.as_ref().map(|c| c.uid.clone());
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid,
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            (
-                Write::ClaimDelete,
-                tolerate_gone(apis.claims.delete(&disk(i)?.old_claim, &params).await.map(drop)),
-            )
-        }
-        Step::RebindPv(i) => {
-            let uid = observed.state.disks[i]
-                .new_claim
-                .as_ref()
-                .map(|c| c.uid.clone())
-                .ok_or(FullError::Record("new claim"))?;
-            (
-                Write::PvPatch,
-                apis.pvs
-                    .patch(
-                        &disk(i)?.pv,
-                        &merge,
-                        &Patch::Merge(apps::rebind_pv_patch(ns, disk(i)?, &uid)),
-                    )
-                    .await
-                    .map(drop),
-            )
-        }
-        Step::CreateDataVolume(i) => {
-            let optical = status.disks.get(i).is_some_and(|d| d.values["optical"] == true);
-            let body = apps::data_volume(ns, disk(i)?, &claim_spec(i)?, optical);
-            (Write::DataVolumeCreate, create_dynamic(&apis.data_volumes, body).await)
-        }
-        Step::CreateDiskRelease(i) => {
-            let d = disk(i)?;
-            let values = status
-                .disks
-                .get(i)
-                .map(|s| s.values.clone())
-                .ok_or(FullError::Record("disk values"))?;
-            let body = apps::disk_release(ns, &d.app_name, &d.new_claim, &values, &ctx.charts);
-            (Write::ReleaseCreate, create_dynamic(&apis.releases, body).await)
-        }
-        Step::CreateInstanceRelease => {
-            let values = status
-                .instance_values
-                .clone()
-                .ok_or(FullError::Record("instance values"))?;
-            let instance = status.instance.clone().ok_or(FullError::Record("instance"))?;
-            let mut body =
-                apps::instance_release(ns, &instance, &plan.instance_release, &values, "Halted", &ctx.charts);
-            // Marks the release as full adoption's: the only ones the sync touches.
-            body["metadata"]["labels"][LABEL_ADOPTION] = json!(adoption.name_any());
-            (Write::ReleaseCreate, create_dynamic(&apis.releases, body).await)
-        }
-        Step::DeleteOldVm => {
-            let params = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Orphan),
-                preconditions: Some(Preconditions {
-                    uid: status.vm_uid.clone(),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            (
-                Write::VmDelete,
-                tolerate_gone(apis.vms.delete(&adoption.spec.vm_name, &params).await.map(drop)),
-            )
-        }
-        Step::RestorePowerState => (
-            Write::ReleasePatch,
-            apis.releases
-                .patch(
-                    &plan.instance_release,
-                    &merge,
-                    &Patch::Merge(json!({"spec": {"values": {"runStrategy": plan.run_strategy}}})),
-                )
-                .await
-                .map(drop),
-        ),
-        Step::WaitForStop
-        | Step::WaitForVmToStop
-        | Step::WaitForBind(_)
-        | Step::WaitForInstance
-        | Step::Done
-        | Step::Conflict(_) => return Ok(()),
-    };
-    ctx.metrics.wrote(kind, result.is_ok());
-    info!(adoption = %adoption.name_any(), ?step, ok = result.is_ok(), "handoff step");
-    result.map_err(failed)
+    }
+
+    /// The UID of disk `i`'s imported claim, as observed.
+    fn old_claim_uid(&self, i: usize) -> Option<String> {
+        self.observed
+            .state
+            .disks
+            .get(i)?
+            .old_claim
+            .as_ref()
+            .map(|c| c.uid.clone())
+    }
+
+    /// KubeVirt's `stop` of the VM being adopted.
+    async fn stop_vm(&self) -> Result<Written, FullError> {
+        let url = format!(
+            "/apis/subresources.kubevirt.io/v1/namespaces/{}/virtualmachines/{}/stop",
+            self.ns, self.adoption.spec.vm_name
+        );
+        let request = ::http::Request::put(url)
+            .header("content-type", "application/json")
+            .body(b"{}".to_vec())
+            .map_err(|e| FullError::Write {
+                step: "StopVm".into(),
+                source: kube::Error::HttpError(e),
+            })?;
+        Ok((Write::VmStop, self.ctx.client.request_text(request).await.map(drop)))
+    }
+
+    /// PV `i` keeps its data whatever happens to its claims.
+    async fn retain_pv(&self, i: usize) -> Result<Written, FullError> {
+        let patch = Patch::Merge(apps::retain_pv_patch());
+        let result = self
+            .apis
+            .pvs
+            .patch(&self.disk(i)?.pv, &PatchParams::default(), &patch)
+            .await;
+        Ok((Write::PvPatch, result.map(drop)))
+    }
+
+    /// The imported claim no longer belongs to the old VM (the UID it was observed with
+    /// as a precondition).
+    async fn clear_owners(&self, i: usize) -> Result<Written, FullError> {
+        let mut patch = apps::clear_owners_patch();
+        patch["metadata"]["uid"] = json!(self.old_claim_uid(i));
+        let result = self
+            .apis
+            .claims
+            .patch(&self.disk(i)?.old_claim, &PatchParams::default(), &Patch::Merge(patch))
+            .await;
+        Ok((Write::ClaimPatch, result.map(drop)))
+    }
+
+    /// The claim that takes over PV `i`, pre-bound to it.
+    async fn create_new_claim(&self, i: usize) -> Result<Written, FullError> {
+        let mut body = apps::new_claim(self.ns, self.disk(i)?, &self.claim_spec(i)?);
+        body["metadata"]["labels"] = json!({LABEL_ADOPTION: self.adoption.name_any()});
+        let claim: PersistentVolumeClaim = serde_json::from_value(body).map_err(|_| FullError::Record("claim"))?;
+        let result = self.apis.claims.create(&PostParams::default(), &claim).await;
+        Ok((Write::ClaimCreate, tolerate_exists(result.map(drop))))
+    }
+
+    /// The imported claim goes (its PV is retained), only if it is the one observed.
+    async fn delete_old_claim(&self, i: usize) -> Result<Written, FullError> {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: self.old_claim_uid(i),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        let result = self.apis.claims.delete(&self.disk(i)?.old_claim, &params).await;
+        Ok((Write::ClaimDelete, tolerate_gone(result.map(drop))))
+    }
+
+    /// PV `i` is bound to the new claim, by name and UID.
+    async fn rebind_pv(&self, i: usize) -> Result<Written, FullError> {
+        let uid = self
+            .observed
+            .state
+            .disks
+            .get(i)
+            .and_then(|d| d.new_claim.as_ref())
+            .map(|c| c.uid.clone())
+            .ok_or(FullError::Record("new claim"))?;
+        let disk = self.disk(i)?;
+        let patch = Patch::Merge(apps::rebind_pv_patch(self.ns, disk, &uid));
+        let result = self.apis.pvs.patch(&disk.pv, &PatchParams::default(), &patch).await;
+        Ok((Write::PvPatch, result.map(drop)))
+    }
+
+    /// The DataVolume the VMDisk release adopts, marked as already populated.
+    async fn create_data_volume(&self, i: usize) -> Result<Written, FullError> {
+        let optical = self.status.disks.get(i).is_some_and(|d| d.values["optical"] == true);
+        let body = apps::data_volume(self.ns, self.disk(i)?, &self.claim_spec(i)?, optical);
+        Ok((
+            Write::DataVolumeCreate,
+            create_dynamic(&self.apis.data_volumes, body).await,
+        ))
+    }
+
+    /// Disk `i`'s VMDisk app.
+    async fn create_disk_release(&self, i: usize) -> Result<Written, FullError> {
+        let disk = self.disk(i)?;
+        let values = self
+            .status
+            .disks
+            .get(i)
+            .map(|s| s.values.clone())
+            .ok_or(FullError::Record("disk values"))?;
+        let body = apps::disk_release(self.ns, &disk.app_name, &disk.new_claim, &values, &self.ctx.charts);
+        Ok((Write::ReleaseCreate, create_dynamic(&self.apis.releases, body).await))
+    }
+
+    /// The VMInstance app, stopped until the old VM is gone.
+    async fn create_instance_release(&self) -> Result<Written, FullError> {
+        let values = self
+            .status
+            .instance_values
+            .clone()
+            .ok_or(FullError::Record("instance values"))?;
+        let instance = self.status.instance.clone().ok_or(FullError::Record("instance"))?;
+        let mut body = apps::instance_release(
+            self.ns,
+            &instance,
+            &self.plan.instance_release,
+            &values,
+            "Halted",
+            &self.ctx.charts,
+        );
+        // Marks the release as full adoption's: the only ones the sync touches.
+        body["metadata"]["labels"][LABEL_ADOPTION] = json!(self.adoption.name_any());
+        Ok((Write::ReleaseCreate, create_dynamic(&self.apis.releases, body).await))
+    }
+
+    /// The old VM goes, orphaning what it still owns, only if it is the one adopted.
+    async fn delete_old_vm(&self) -> Result<Written, FullError> {
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Orphan),
+            preconditions: Some(Preconditions {
+                uid: self.status.vm_uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        let result = self.apis.vms.delete(&self.adoption.spec.vm_name, &params).await;
+        Ok((Write::VmDelete, tolerate_gone(result.map(drop))))
+    }
+
+    /// The VMInstance gets the old VM's power state.
+    async fn restore_power_state(&self) -> Result<Written, FullError> {
+        let patch = Patch::Merge(json!({"spec": {"values": {"runStrategy": self.plan.run_strategy}}}));
+        let result = self
+            .apis
+            .releases
+            .patch(&self.plan.instance_release, &PatchParams::default(), &patch)
+            .await;
+        Ok((Write::ReleasePatch, result.map(drop)))
+    }
+
+    /// Performs `step`: exactly one write, counted and logged; a step that waits writes
+    /// nothing.
+    async fn execute(&self, step: &Step) -> Result<(), FullError> {
+        let (kind, result) = match *step {
+            Step::StopVm => self.stop_vm().await?,
+            Step::RetainPv(i) => self.retain_pv(i).await?,
+            Step::ClearOwners(i) => self.clear_owners(i).await?,
+            Step::CreateNewClaim(i) => self.create_new_claim(i).await?,
+            Step::DeleteOldClaim(i) => self.delete_old_claim(i).await?,
+            Step::RebindPv(i) => self.rebind_pv(i).await?,
+            Step::CreateDataVolume(i) => self.create_data_volume(i).await?,
+            Step::CreateDiskRelease(i) => self.create_disk_release(i).await?,
+            Step::CreateInstanceRelease => self.create_instance_release().await?,
+            Step::DeleteOldVm => self.delete_old_vm().await?,
+            Step::RestorePowerState => self.restore_power_state().await?,
+            Step::WaitForStop
+            | Step::WaitForVmToStop
+            | Step::WaitForBind(_)
+            | Step::WaitForInstance
+            | Step::Done
+            | Step::Conflict(_) => return Ok(()),
+        };
+        self.ctx.metrics.wrote(kind, result.is_ok());
+        info!(adoption = %self.adoption.name_any(), ?step, ok = result.is_ok(), "handoff step");
+        result.map_err(|source| FullError::Write {
+            step: format!("{step:?}"),
+            source,
+        })
+    }
 }
 
 async fn create_dynamic(api: &Api<DynamicObject>, body: Value) -> Result<(), kube::Error> {
@@ -756,76 +724,6 @@ fn tolerate_gone(result: Result<(), kube::Error>) -> Result<(), kube::Error> {
 fn set_ready(status: &mut VMAdoptionStatus, adoption: &VMAdoption, value: &str, reason: &str, message: &str) {
     status.observed_generation = adoption.metadata.generation;
     set_condition(status, adoption, "Ready", value, reason, message);
-}
-
-/// Sets condition `type_`, keeping the others; its transition time moves only when its
-/// status does.
-pub(crate) fn set_condition(
-    status: &mut VMAdoptionStatus,
-    adoption: &VMAdoption,
-    type_: &str,
-    value: &str,
-    reason: &str,
-    message: &str,
-) {
-    let previous = status.conditions.iter().position(|c| c.type_ == type_);
-    let since = match previous.map(|i| &status.conditions[i]) {
-        Some(c) if c.status == value => c.last_transition_time.clone(),
-        _ => Some(k8s_openapi::jiff::Timestamp::now().to_string()),
-    };
-    let condition = Condition {
-        type_: type_.into(),
-        status: value.into(),
-        reason: reason.into(),
-        message: message.into(),
-        last_transition_time: since,
-        observed_generation: adoption.metadata.generation,
-    };
-    match previous {
-        Some(i) => status.conditions[i] = condition,
-        None => status.conditions.push(condition),
-    }
-}
-
-pub(crate) async fn write_status(
-    ctx: &FullContext,
-    apis: &Apis,
-    adoption: &VMAdoption,
-    status: &VMAdoptionStatus,
-) -> Result<(), FullError> {
-    let body = json!({
-        "apiVersion": VMAdoption::api_version(&()),
-        "kind": VMAdoption::kind(&()),
-        "metadata": {"name": adoption.name_any()},
-        "status": status,
-    });
-    let result = apis
-        .adoptions
-        .patch_status(
-            &adoption.name_any(),
-            &PatchParams::apply(STATUS_MANAGER).force(),
-            &Patch::Apply(body),
-        )
-        .await;
-    ctx.metrics.wrote(Write::AdoptionStatus, result.is_ok());
-    result.map(drop).map_err(|source| FullError::Write {
-        step: "status".into(),
-        source,
-    })
-}
-
-pub(crate) async fn publish(ctx: &FullContext, adoption: &VMAdoption, type_: EventType, reason: &str, note: String) {
-    let regarding = adoption.object_ref(&());
-    crate::events::publish(
-        &ctx.recorder,
-        &ctx.metrics,
-        &regarding,
-        type_,
-        "FullAdoption",
-        reason,
-        note,
-    )
-    .await;
 }
 
 /// Retries a failed full-adoption reconcile after a fixed, short delay; each attempt

@@ -25,4 +25,5 @@ pub mod reconcile;
 pub mod resources;
 pub mod sync;
 pub mod triggers;
+pub mod vmadoption;
 pub mod writes;

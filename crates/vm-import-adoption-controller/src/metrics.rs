@@ -71,7 +71,7 @@ pub enum Write {
     ReleasePatch,
     /// The sync: applying a fully adopted VM's settings to its release's values.
     ReleaseSync,
-    /// The sync: recording on a VMAdoption the values it last found in sync.
+    /// The sync: recording in a release what its VM shows with its values.
     SyncRecord,
 }
 

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use kube::{
-    Resource, ResourceExt,
+    ResourceExt,
     api::{Patch, PatchParams},
     runtime::{controller::Action, events::EventType},
 };
@@ -25,8 +25,8 @@ use vm_import_core::{
 };
 
 use crate::{
-    full::{self, Apis, FullContext, FullError, LABEL_ADOPTION},
     metrics::Write,
+    vmadoption::{self, Apis, FullContext, FullError, LABEL_ADOPTION},
 };
 
 /// The condition the sync keeps on the VMAdoption.
@@ -46,7 +46,9 @@ pub(crate) async fn reconcile(
         return Ok(Action::await_change());
     };
     let name = format!("{INSTANCE_PREFIX}{instance}");
-    let release = full::get(&apis.releases, &name).await?.map(|r| full::to_json(&r));
+    let release = vmadoption::get(&apis.releases, &name)
+        .await?
+        .map(|r| vmadoption::to_json(&r));
     let Some(release) = release else {
         let message = format!("VMInstance release {name} does not exist");
         return settle(ctx, apis, adoption, &mut status, "Unknown", "NoRelease", &message, None).await;
@@ -73,16 +75,14 @@ pub(crate) async fn reconcile(
         )
         .await;
     }
-    let mut facts = ReleaseFacts::of_release(&release);
-    facts.last_synced = adoption
-        .annotations()
-        .get(sync::ANNOTATION_SYNCED)
-        .and_then(|text| serde_json::from_str(text).ok());
+    let facts = ReleaseFacts::of_release(&release);
     // Not read when the sync is off.
     let vm = if facts.disabled {
         None
     } else {
-        full::get(&apis.vms, &name).await?.map(|vm| full::to_json(&vm))
+        vmadoption::get(&apis.vms, &name)
+            .await?
+            .map(|vm| vmadoption::to_json(&vm))
     };
     match sync::decide(vm.as_ref(), &facts) {
         SyncDecision::Disabled => {
@@ -134,13 +134,13 @@ pub(crate) async fn reconcile(
             )
             .await
         }
-        SyncDecision::InSync { inexpressible, synced } if inexpressible.is_empty() => {
+        SyncDecision::InSync { inexpressible, record } if inexpressible.is_empty() => {
             let message = format!("the values of release {name} match VirtualMachine {name}");
-            record(ctx, apis, adoption, &synced).await?;
+            self::record(ctx, apis, &name, record.as_deref()).await?;
             settle(ctx, apis, adoption, &mut status, "True", "InSync", &message, None).await
         }
-        SyncDecision::InSync { inexpressible, synced } => {
-            record(ctx, apis, adoption, &synced).await?;
+        SyncDecision::InSync { inexpressible, record } => {
+            self::record(ctx, apis, &name, record.as_deref()).await?;
             let message = inexpressible_message(&name, &inexpressible);
             let event = Notice {
                 on_vm: vm.as_ref(),
@@ -159,7 +159,12 @@ pub(crate) async fn reconcile(
             )
             .await
         }
-        SyncDecision::Patch { drifted, values, .. } => {
+        SyncDecision::Patch {
+            drifted,
+            values,
+            record,
+            ..
+        } => {
             let version = release
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
@@ -168,7 +173,7 @@ pub(crate) async fn reconcile(
                 field_manager: Some(sync::FIELD_MANAGER.into()),
                 ..Default::default()
             };
-            let body = sync::patch_body(version, &values);
+            let body = sync::patch_body(version, &values, &record);
             let result = apis.releases.patch(&name, &params, &Patch::Merge(body)).await;
             ctx.metrics.wrote(Write::ReleaseSync, result.is_ok());
             result.map_err(|source| FullError::Write {
@@ -180,7 +185,7 @@ pub(crate) async fn reconcile(
             }
             let keys = drifted.join(", ");
             info!(adoption = %adoption.name_any(), release = %name, %keys, "synced the release's values from the VM");
-            full::publish(
+            vmadoption::publish(
                 ctx,
                 adoption,
                 EventType::Normal,
@@ -212,29 +217,23 @@ struct Notice<'a> {
     drift: &'static str,
 }
 
-/// Records `synced` as the values last found in sync ([`sync::ANNOTATION_SYNCED`]), when
-/// it changed: one server-side apply of that annotation alone.
-async fn record(ctx: &Arc<FullContext>, apis: &Apis, adoption: &VMAdoption, synced: &Value) -> Result<(), FullError> {
-    let text = synced.to_string();
-    if adoption.annotations().get(sync::ANNOTATION_SYNCED) == Some(&text) {
+/// Writes the sync's `record` into release `name` when the decision says it changed:
+/// one merge patch of that annotation alone.
+async fn record(ctx: &Arc<FullContext>, apis: &Apis, name: &str, record: Option<&str>) -> Result<(), FullError> {
+    let Some(record) = record else {
         return Ok(());
-    }
-    let body = serde_json::json!({
-        "apiVersion": VMAdoption::api_version(&()),
-        "kind": VMAdoption::kind(&()),
-        "metadata": {"name": adoption.name_any(), "annotations": {sync::ANNOTATION_SYNCED: text}},
-    });
+    };
+    let params = PatchParams {
+        field_manager: Some(sync::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
     let result = apis
-        .adoptions
-        .patch(
-            &adoption.name_any(),
-            &PatchParams::apply(sync::RECORD_MANAGER).force(),
-            &Patch::Apply(body),
-        )
+        .releases
+        .patch(name, &params, &Patch::Merge(sync::record_body(record)))
         .await;
     ctx.metrics.wrote(Write::SyncRecord, result.is_ok());
     result.map(drop).map_err(|source| FullError::Write {
-        step: "recording the values in sync".into(),
+        step: format!("recording the sync of release {name}"),
         source,
     })
 }
@@ -258,8 +257,8 @@ async fn settle(
     if unchanged {
         return Ok(Action::await_change());
     }
-    full::set_condition(status, adoption, CONDITION, value, reason, message);
-    full::write_status(ctx, apis, adoption, status).await?;
+    vmadoption::set_condition(status, adoption, CONDITION, value, reason, message);
+    vmadoption::write_status(ctx, apis, adoption, status).await?;
     if let Some(notice) = notice {
         ctx.metrics.drift(notice.drift);
         let note: String = message.chars().take(MAX_NOTE).collect();
@@ -276,7 +275,7 @@ async fn settle(
                 )
                 .await
             }
-            None => full::publish(ctx, adoption, EventType::Warning, notice.reason, note).await,
+            None => vmadoption::publish(ctx, adoption, EventType::Warning, notice.reason, note).await,
         }
     }
     Ok(Action::await_change())

@@ -19,11 +19,17 @@
 //!   state, and the two from ping-ponging.
 //! - **An edit of the VM made while an upgrade is applied** is not lost: the upgrade's
 //!   server-side apply would put the old value back, and once the release is Ready the
-//!   VM and the values would agree again on the old value. So the sync remembers the
-//!   values it last found in sync ([`ReleaseFacts::last_synced`], kept in the
-//!   VMAdoption's [`ANNOTATION_SYNCED`]), and while it waits it still looks: a key whose live value is neither
-//!   that nor the values being applied can only be a user's edit, and is written to the
-//!   values at once. Every other key waits, as before.
+//!   VM and the values would agree again on the old value. So the sync keeps a record,
+//!   in the release's [`ANNOTATION_SYNCED`], of what the VM shows with the values of each
+//!   generation it has seen in sync or written itself ([`Synced`]); while an upgrade is
+//!   applied the VM can only show, key by key, the values of a generation from the one
+//!   helm-controller last applied to the latest. When the record covers every one of
+//!   those generations, a key whose live value matches none of them can only be a
+//!   user's edit, and is written to the values at once. When it does not (values edited
+//!   twice during one upgrade, a release that never settled), the sync waits, as it
+//!   always did: it may then miss such an edit, but it never takes a values edit for a
+//!   VM edit. The record is written in the same patch as the values it describes, so
+//!   the two never disagree.
 
 use std::collections::BTreeMap;
 
@@ -33,12 +39,11 @@ use crate::instance::{InstanceValues, rendered_values};
 
 /// Annotation on a VMInstance release: `"false"` turns the sync off for it.
 pub const ANNOTATION_SYNC: &str = "vm-import.cozystack.io/sync";
-/// Annotation on a VMAdoption: the synced keys as the sync last found them agreeing on
-/// the VM and in the values (JSON). An annotation, not a status field, so that a
-/// controller newer than the installed CRD still keeps it.
+/// Annotation on a VMInstance release full adoption created: the sync's record, a JSON
+/// list of [`Synced`].
 pub const ANNOTATION_SYNCED: &str = "vm-import.cozystack.io/synced-values";
-/// The field manager of that annotation.
-pub const RECORD_MANAGER: &str = "vm-import-sync-record";
+/// The most generations the record keeps.
+const RECORD_LIMIT: usize = 8;
 /// The field manager of the values the sync writes.
 pub const FIELD_MANAGER: &str = "vm-import-sync";
 /// The values keys the sync keeps equal to the VM, in this order.
@@ -66,10 +71,22 @@ pub struct ReleaseFacts {
     pub ready: Option<ReadyCondition>,
     /// The release is annotated [`ANNOTATION_SYNC`]`: "false"`.
     pub disabled: bool,
-    /// The synced keys as the sync last found them in agreement on the VM and in the
-    /// values (an object, as [`SyncDecision::InSync`] gives them); not the release's
-    /// own: the sync records them on the VMAdoption ([`ANNOTATION_SYNCED`]).
-    pub last_synced: Option<Value>,
+    /// The sync's record ([`ANNOTATION_SYNCED`]); empty when absent or unreadable.
+    pub record: Vec<Synced>,
+}
+
+/// What the VM shows, in the terms of [`SYNC_KEYS`], with the values of one release
+/// generation.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Synced {
+    /// The release's `metadata.generation`.
+    pub generation: i64,
+    /// The synced keys, normalised as [`effective`] normalises values.
+    pub values: BTreeMap<String, Value>,
+}
+
+fn record_text(record: &[Synced]) -> String {
+    serde_json::to_string(record).unwrap_or_default()
 }
 
 /// A HelmRelease's `Ready` condition.
@@ -110,7 +127,11 @@ impl ReleaseFacts {
                 .pointer(&format!("/annotations/{}", ANNOTATION_SYNC.replace('/', "~1")))
                 .and_then(Value::as_str)
                 == Some("false"),
-            last_synced: None,
+            record: metadata
+                .pointer(&format!("/annotations/{}", ANNOTATION_SYNCED.replace('/', "~1")))
+                .and_then(Value::as_str)
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -139,9 +160,9 @@ pub enum SyncDecision {
     InSync {
         /// Settings of the VM values cannot express: the next upgrade reverts them.
         inexpressible: Vec<String>,
-        /// The synced keys both agree on: what to record as
-        /// [`ReleaseFacts::last_synced`].
-        synced: Value,
+        /// The record to write ([`ANNOTATION_SYNCED`]), when it changes: this
+        /// generation, as the VM shows it.
+        record: Option<String>,
     },
     /// The VM differs from the values: merge `values` into them.
     Patch {
@@ -152,6 +173,9 @@ pub enum SyncDecision {
         values: Map<String, Value>,
         /// Settings of the VM values cannot express.
         inexpressible: Vec<String>,
+        /// The record to write with the values ([`ANNOTATION_SYNCED`]): the
+        /// generations helm-controller may still apply, and the one this patch makes.
+        record: String,
     },
 }
 
@@ -180,11 +204,9 @@ pub fn decide(vm: Option<&Value>, release: &ReleaseFacts) -> SyncDecision {
     };
     let mapped = rendered_values(vm);
     if !settled {
-        return match (mapped, release.last_synced.as_ref()) {
-            (Ok((live, inexpressible)), Some(last)) => {
-                edits_while_applying(&synced(&live), last, release, inexpressible)
-            }
-            _ => SyncDecision::WaitForRelease,
+        return match mapped {
+            Ok((live, inexpressible)) => edits_while_applying(&synced(&live), release, inexpressible),
+            Err(_) => SyncDecision::WaitForRelease,
         };
     }
     let (live, inexpressible) = match mapped {
@@ -199,35 +221,86 @@ pub fn decide(vm: Option<&Value>, release: &ReleaseFacts) -> SyncDecision {
         .map(|key| (*key).to_owned())
         .collect();
     if drifted.is_empty() {
-        let synced = Value::Object(live.into_iter().collect());
-        return SyncDecision::InSync { inexpressible, synced };
+        let now = Synced {
+            generation: release.generation.unwrap_or_default(),
+            values: live,
+        };
+        // Recorded already (by the patch that made this generation): nothing to write.
+        let record = (!release.record.contains(&now)).then(|| record_text(&[now]));
+        return SyncDecision::InSync { inexpressible, record };
     }
-    patch(&live, drifted, inexpressible)
+    patch(&live, release, drifted, inexpressible)
 }
 
-/// While helm-controller applies the release, the VM shows either the values last in
-/// sync or the values being applied, key by key; a key that shows neither was edited on
-/// the VM since, and is written at once, before the upgrade's apply can put it back.
+/// While helm-controller applies the release, the VM shows, key by key, the values of a
+/// generation from the last applied one to the latest. With every one of them known
+/// (recorded, or the latest values themselves), a key that shows none of them was edited
+/// on the VM since, and is written at once, before the upgrade's apply can put it back.
 fn edits_while_applying(
     live: &BTreeMap<String, Value>,
-    last: &Value,
     release: &ReleaseFacts,
     inexpressible: Vec<String>,
 ) -> SyncDecision {
+    let (Some(applied), Some(latest)) = (release.observed_generation, release.generation) else {
+        return SyncDecision::WaitForRelease;
+    };
+    let recorded = |generation: i64| release.record.iter().find(|r| r.generation == generation);
+    let known = applied >= 1
+        && latest >= applied
+        && latest - applied < RECORD_LIMIT as i64
+        && (applied..latest).all(|generation| recorded(generation).is_some());
+    if !known {
+        return SyncDecision::WaitForRelease;
+    }
     let current = effective(&release.values);
     let edited: Vec<String> = SYNC_KEYS
         .iter()
-        .filter(|key| live.get(**key) != last.get(**key) && live.get(**key) != current.get(**key))
+        .filter(|key| live.get(**key) != current.get(**key))
+        .filter(|key| {
+            !(applied..latest)
+                .filter_map(recorded)
+                .any(|r| r.values.get(**key) == live.get(**key))
+        })
         .map(|key| (*key).to_owned())
         .collect();
     if edited.is_empty() {
         return SyncDecision::WaitForRelease;
     }
-    patch(live, edited, inexpressible)
+    patch(live, release, edited, inexpressible)
 }
 
-/// The decision to write the live values of `drifted` into the release.
-fn patch(live: &BTreeMap<String, Value>, drifted: Vec<String>, inexpressible: Vec<String>) -> SyncDecision {
+/// The decision to write the live values of `drifted` into the release, with the
+/// record of what the VM shows then: the generations helm-controller may still apply,
+/// and the next one, which this patch makes.
+fn patch(
+    live: &BTreeMap<String, Value>,
+    release: &ReleaseFacts,
+    drifted: Vec<String>,
+    inexpressible: Vec<String>,
+) -> SyncDecision {
+    let generation = release.generation.unwrap_or_default();
+    let next = generation + 1;
+    let applied = release.observed_generation.unwrap_or(next);
+    let mut record: Vec<Synced> = release
+        .record
+        .iter()
+        .filter(|r| r.generation >= applied && r.generation < next)
+        .filter(|r| r.generation != generation || applied != generation)
+        .cloned()
+        .collect();
+    // The latest values are the applied ones: what the VM shows with them is what they
+    // render (`effective`), key by key, until the user edits it.
+    if applied == generation {
+        record.push(Synced {
+            generation,
+            values: effective(&release.values),
+        });
+    }
+    record.push(Synced {
+        generation: next,
+        values: live.clone(),
+    });
+    let record = record_text(&record[record.len().saturating_sub(RECORD_LIMIT)..]);
     let values = drifted
         .iter()
         .map(|key| {
@@ -245,16 +318,23 @@ fn patch(live: &BTreeMap<String, Value>, drifted: Vec<String>, inexpressible: Ve
         drifted,
         values,
         inexpressible,
+        record,
     }
 }
 
-/// The merge patch that writes `values` into a release, conditional on
-/// `resource_version` (the version the decision was made from).
-pub fn patch_body(resource_version: &str, values: &Map<String, Value>) -> Value {
+/// The merge patch that writes `values` and the sync's `record` into a release,
+/// conditional on `resource_version` (the version the decision was made from).
+pub fn patch_body(resource_version: &str, values: &Map<String, Value>, record: &str) -> Value {
     json!({
-        "metadata": {"resourceVersion": resource_version},
+        "metadata": {"resourceVersion": resource_version, "annotations": {ANNOTATION_SYNCED: record}},
         "spec": {"values": values},
     })
+}
+
+/// The merge patch that writes only the sync's `record` into a release (its generation
+/// does not change, so helm-controller does nothing).
+pub fn record_body(record: &str) -> Value {
+    json!({"metadata": {"annotations": {ANNOTATION_SYNCED: record}}})
 }
 
 /// The synced keys of mapped values, normalised as [`effective`] normalises a release's.
@@ -469,28 +549,35 @@ mod tests {
 
     #[test]
     fn nothing_is_compared_until_the_latest_values_are_applied() {
+        // Values not applied yet, and no record of what the VM may show meanwhile.
         let mut release = applied(values());
         release.generation = Some(4);
         assert_eq!(
             decide(Some(&vm("Halted", 2, "4Gi")), &release),
             SyncDecision::WaitForRelease
         );
-        let mut release = applied(values());
-        release.ready = None;
-        assert_eq!(
-            decide(Some(&vm("Halted", 2, "4Gi")), &release),
-            SyncDecision::WaitForRelease
-        );
-        let mut release = applied(values());
-        release.ready = Some(ReadyCondition {
+        // The latest values applied, helm-controller at work again (a forced upgrade,
+        // a periodic reconcile): the VM can show nothing but those values, so a VM that
+        // differs was edited, and the edit is written before the re-apply reverts it.
+        let mut unsettled = applied(values());
+        unsettled.ready = None;
+        let mut reconciling = applied(values());
+        reconciling.ready = Some(ReadyCondition {
             status: "Unknown".into(),
             message: "Reconciliation in progress".into(),
             observed_generation: Some(3),
         });
-        assert_eq!(
-            decide(Some(&vm("Halted", 2, "4Gi")), &release),
-            SyncDecision::WaitForRelease
-        );
+        for release in [unsettled, reconciling] {
+            assert!(
+                matches!(decide(Some(&vm("Halted", 2, "4Gi")), &release),
+                    SyncDecision::Patch { ref drifted, .. } if drifted == &["runStrategy"]),
+                "{release:?}"
+            );
+            assert_eq!(
+                decide(Some(&vm("Always", 2, "4Gi")), &release),
+                SyncDecision::WaitForRelease
+            );
+        }
     }
 
     #[test]
@@ -550,42 +637,92 @@ mod tests {
     }
 
     #[test]
-    fn the_patch_is_conditional_on_the_version_read() {
+    fn the_patch_is_conditional_on_the_version_read_and_carries_the_record() {
         let mut values = Map::new();
         values.insert("runStrategy".into(), json!("Halted"));
-        let body = patch_body("42", &values);
+        let body = patch_body("42", &values, "[]");
         assert_eq!(body["metadata"]["resourceVersion"], "42");
+        assert_eq!(body["metadata"]["annotations"][ANNOTATION_SYNCED], "[]");
         assert_eq!(body["spec"], json!({"values": {"runStrategy": "Halted"}}));
+        assert_eq!(
+            record_body("[]"),
+            json!({"metadata": {"annotations": {ANNOTATION_SYNCED: "[]"}}})
+        );
     }
 
-    /// The release mid-upgrade: its values are generation 4, helm-controller has
-    /// acted on 3.
-    fn applying(values: Value, last: &Value) -> ReleaseFacts {
+    fn parse(record: &str) -> Vec<Synced> {
+        serde_json::from_str(record).unwrap()
+    }
+
+    /// Settled at generation 3: what the sync records.
+    fn in_sync(vm: &Value, values: Value) -> Vec<Synced> {
+        match decide(Some(vm), &applied(values)) {
+            SyncDecision::InSync {
+                record: Some(record), ..
+            } => parse(&record),
+            other => panic!("expected in sync with a new record: {other:?}"),
+        }
+    }
+
+    /// The release mid-upgrade: its values are generation `latest`, helm-controller has
+    /// applied 3.
+    fn applying(values: Value, record: &[Synced], latest: i64) -> ReleaseFacts {
         let mut release = applied(values);
-        release.generation = Some(4);
-        release.last_synced = Some(last.clone());
+        release.generation = Some(latest);
+        release.record = record.to_vec();
         release
     }
 
-    fn in_sync(vm: &Value, values: Value) -> Value {
-        match decide(Some(vm), &applied(values)) {
-            SyncDecision::InSync { synced, .. } => synced,
-            other => panic!("expected in sync: {other:?}"),
-        }
+    #[test]
+    fn in_sync_is_recorded_once() {
+        let record = in_sync(&vm("Always", 2, "4Gi"), values());
+        assert_eq!(record.len(), 1);
+        assert_eq!(record[0].generation, 3);
+        assert_eq!(record[0].values["runStrategy"], "Always");
+        assert_eq!(
+            record[0].values["resources"],
+            json!({"cpu": 2, "sockets": 1, "memory": "4Gi"})
+        );
+        let mut release = applied(values());
+        release.record = record;
+        assert!(matches!(
+            decide(Some(&vm("Always", 2, "4Gi")), &release),
+            SyncDecision::InSync { record: None, .. }
+        ));
+        // Read back from the release's annotation.
+        let text = serde_json::to_string(&release.record).unwrap();
+        let facts = ReleaseFacts::of_release(&json!({"metadata": {"annotations": {ANNOTATION_SYNCED: text}}}));
+        assert_eq!(facts.record, release.record);
+        let garbled = ReleaseFacts::of_release(&json!({"metadata": {"annotations": {ANNOTATION_SYNCED: "{"}}}));
+        assert!(garbled.record.is_empty(), "an unreadable record is no record");
     }
 
     #[test]
     fn a_vm_edit_made_while_an_upgrade_applies_is_written_at_once() {
-        let last = in_sync(&vm("Always", 2, "4Gi"), values());
-        assert_eq!(last["runStrategy"], "Always");
-        assert_eq!(last["resources"], json!({"cpu": 2, "sockets": 1, "memory": "4Gi"}));
-        // A stop reached the values (generation 4, being applied); meanwhile the user
-        // resizes the VM to 3 cores. The upgrade's apply would put 2 back.
+        let settled = in_sync(&vm("Always", 2, "4Gi"), values());
+        // The user stops the VM: the sync writes it to the values (generation 4) and
+        // records what the VM shows with them.
+        let mut release = applied(values());
+        release.record = settled.clone();
+        let SyncDecision::Patch { record, .. } = decide(Some(&vm("Halted", 2, "4Gi")), &release) else {
+            panic!("the stop is written");
+        };
+        let record = parse(&record);
+        assert_eq!(
+            record.iter().map(|r| r.generation).collect::<Vec<_>>(),
+            [3, 4],
+            "the applied generation, and the one the patch makes"
+        );
         let mut stopping = values();
         stopping["runStrategy"] = json!("Halted");
+        // While helm-controller applies 4, the user resizes the VM to 3 cores: the
+        // upgrade's apply would put 2 back, so it is written now.
         let SyncDecision::Patch {
-            drifted, values: patch, ..
-        } = decide(Some(&vm("Halted", 3, "4Gi")), &applying(stopping.clone(), &last))
+            drifted,
+            values: patch,
+            record: next,
+            ..
+        } = decide(Some(&vm("Halted", 3, "4Gi")), &applying(stopping.clone(), &record, 4))
         else {
             panic!("the resize must be written now");
         };
@@ -595,25 +732,48 @@ mod tests {
             "only the edited key: runStrategy is being applied"
         );
         assert_eq!(patch["resources"], json!({"cpu": 3, "sockets": 1, "memory": "4Gi"}));
-        // The VM still as last in sync, or already as the values being applied: wait.
+        let next = parse(&next);
+        assert_eq!(next.iter().map(|r| r.generation).collect::<Vec<_>>(), [3, 4, 5]);
+        // Then the apply of 4 lands (2 cores): generation 4 is known, so that is not
+        // taken for an edit.
+        let mut resized = stopping.clone();
+        resized["resources"]["cpu"] = json!(3);
+        assert_eq!(
+            decide(Some(&vm("Halted", 2, "4Gi")), &applying(resized, &next, 5)),
+            SyncDecision::WaitForRelease
+        );
+        // The VM still as applied, or already as the values being applied: wait.
         for state in [vm("Always", 2, "4Gi"), vm("Halted", 2, "4Gi")] {
             assert_eq!(
-                decide(Some(&state), &applying(stopping.clone(), &last)),
+                decide(Some(&state), &applying(stopping.clone(), &record, 4)),
                 SyncDecision::WaitForRelease
             );
         }
-        // A values edit being applied is never taken for a VM edit.
+    }
+
+    #[test]
+    fn a_values_edit_is_never_taken_for_a_vm_edit() {
+        let settled = in_sync(&vm("Always", 2, "4Gi"), values());
+        // The user edits the values (generation 4); the VM still shows generation 3.
         let mut bigger = values();
         bigger["resources"]["cpu"] = json!(8);
         assert_eq!(
-            decide(Some(&vm("Always", 2, "4Gi")), &applying(bigger, &last)),
+            decide(Some(&vm("Always", 2, "4Gi")), &applying(bigger.clone(), &settled, 4)),
             SyncDecision::WaitForRelease
         );
-        // Nothing recorded yet: wait, as before.
-        let mut unknown = applying(stopping, &last);
-        unknown.last_synced = None;
+        // Edited twice during one upgrade (3 applied, 5 latest, 4 never seen in sync):
+        // the VM may show 4's values, which nothing records, so the sync waits.
+        let mut twice = bigger.clone();
+        twice["resources"]["cpu"] = json!(6);
         assert_eq!(
-            decide(Some(&vm("Halted", 3, "4Gi")), &unknown),
+            decide(Some(&vm("Always", 8, "4Gi")), &applying(twice, &settled, 5)),
+            SyncDecision::WaitForRelease
+        );
+        // Nothing recorded at all: wait, as before.
+        let mut stopping = values();
+        stopping["runStrategy"] = json!("Halted");
+        assert_eq!(
+            decide(Some(&vm("Halted", 3, "4Gi")), &applying(stopping, &[], 4)),
             SyncDecision::WaitForRelease
         );
     }

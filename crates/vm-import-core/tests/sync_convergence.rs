@@ -1,7 +1,9 @@
 //! The sync converges: over random sequences of VM edits, values edits, helm-controller
 //! upgrades (rendered with the vm-instance chart model, values checked against the
 //! chart's schema) and sync passes, the loop settles within a few rounds, never writes
-//! on a settled VM, and keeps an edit made to the VM.
+//! on a settled VM, keeps an edit made to the VM (while the release is settled, or while
+//! an upgrade is pending) and never reverts an edit made to the values. The sync's
+//! record travels with the release's values, as its annotation does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -11,7 +13,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use vm_import_core::{
     instance::rendered_values,
-    sync::{ReadyCondition, ReleaseFacts, SyncDecision, decide},
+    sync::{ReadyCondition, ReleaseFacts, SyncDecision, Synced, decide},
 };
 
 const RELEASE: &str = "vm-instance-web";
@@ -62,6 +64,8 @@ struct World {
     failed: Option<String>,
     vm: Value,
     writes: usize,
+    /// The sync's record on the release.
+    record: Vec<Synced>,
 }
 
 fn merge(target: &mut Value, patch: &Map<String, Value>) {
@@ -101,6 +105,7 @@ impl World {
             failed: None,
             vm,
             writes: 0,
+            record: Vec::new(),
         }
     }
 
@@ -115,7 +120,7 @@ impl World {
                 observed_generation: Some(self.observed),
             }),
             disabled: false,
-            last_synced: None,
+            record: self.record.clone(),
         }
     }
 
@@ -150,10 +155,19 @@ impl World {
     /// One sync pass; whether it wrote.
     fn sync(&mut self) -> bool {
         match decide(Some(&self.vm), &self.release()) {
-            SyncDecision::Patch { values, .. } => {
+            SyncDecision::Patch { values, record, .. } => {
                 merge(&mut self.values, &values);
                 check_values(&self.schema, &self.values).expect("the sync writes valid values");
                 self.generation += 1;
+                self.record = serde_json::from_str(&record).expect("a record");
+                self.writes += 1;
+                true
+            }
+            SyncDecision::InSync {
+                record: Some(record), ..
+            } => {
+                // Metadata only: no new generation, nothing for helm-controller.
+                self.record = serde_json::from_str(&record).expect("a record");
                 self.writes += 1;
                 true
             }
@@ -319,6 +333,41 @@ proptest! {
         let (now, _) = rendered_values(&world.vm).expect("a rendered VM maps");
         let (wanted, _) = rendered_values(&expected).expect("a rendered VM maps");
         prop_assert_eq!(now, wanted);
+    }
+
+    /// An edit made to the VM while helm-controller has yet to apply newer values (the
+    /// sync saw them, or wrote them itself) is in the values once the loop settles,
+    /// though the upgrade's apply put the old setting back on the VM meanwhile.
+    #[test]
+    fn a_vm_edit_made_while_an_upgrade_is_pending_is_kept(
+        history in prop::collection::vec(op(), 0..20),
+        run in 0..4usize,
+        cores in 1..8u32,
+        memory in 0..4usize,
+    ) {
+        let mut world = World::new();
+        for op in &history {
+            world.apply(op);
+        }
+        world.quiesce();
+        prop_assume!(world.failed.is_none());
+        // The user changes the power state (a values edit, or on the VM, which the sync
+        // writes to the values): either way an upgrade is now pending.
+        if run % 2 == 0 {
+            world.apply(&Op::ValuesRun(run));
+        } else {
+            world.apply(&Op::VmRun(run));
+            world.sync();
+        }
+        prop_assume!(!world.settled());
+        // Meanwhile, a resize by hand, seen by the sync, then the upgrade lands.
+        world.apply(&Op::VmResize(cores, memory));
+        let (resized, _) = rendered_values(&world.vm).expect("an edited VM maps");
+        world.sync();
+        world.upgrade();
+        world.quiesce();
+        let (now, _) = rendered_values(&world.vm).expect("a rendered VM maps");
+        prop_assert_eq!(now.resources, resized.resources);
     }
 
     /// A setting values cannot express is reported as soon as it is made.
