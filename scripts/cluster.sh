@@ -10,8 +10,10 @@
 #   scripts/cluster.sh stop           stop what start started (by pid) and delete its data
 #   scripts/cluster.sh env            print `export KUBECONFIG=…` for a running cluster
 #   scripts/cluster.sh kubevirt BIN   start KubeVirt's part (BIN: vm-import-test-kubevirt,
-#                                     from crates/e2e): the aggregated subresource API
-#                                     and the virt-controller stand-in
+#                                     from crates/e2e): the aggregated subresource API,
+#                                     the virt-controller stand-in and the VMI metrics,
+#                                     with VictoriaMetrics scraping them (its URL in
+#                                     $VM_IMPORT_CLUSTER_DIR/metrics-url)
 #   scripts/cluster.sh down apiserver|etcd|controller-manager|helm-controller|source-controller
 #                                     stop one process, keeping every byte of data
 #   scripts/cluster.sh up apiserver|etcd|controller-manager|helm-controller|source-controller
@@ -254,7 +256,7 @@ start_kubevirt() { # the vm-import-test-kubevirt binary
   [[ -x "$bin" ]] || die "kubevirt: no binary ${bin:-given} (cargo build -p vm-import-e2e --bins)"
   echo "$bin" >"$dir/kubevirt-bin"
   KUBECONFIG="$dir/kubeconfig" VM_IMPORT_E2E=1 launch kubevirt "$bin" --cert "$p/virt-api.crt" --key "$p/virt-api.key" \
-    --ca "$p/ca.crt" --port "$(port virt-api)"
+    --ca "$p/ca.crt" --port "$(port virt-api)" --metrics-port "$(port kubevirt-metrics)"
   local deadline=$((SECONDS + 90))
   until [[ "$(kubectl get apiservice v1.subresources.kubevirt.io \
     -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null)" == True ]]; do
@@ -263,6 +265,32 @@ start_kubevirt() { # the vm-import-test-kubevirt binary
     sleep 0.2
   done
   echo "kubevirt: v1.subresources.kubevirt.io Available through the API server (test virt-api on https://127.0.0.1:$(port virt-api))" >&2
+  start_victoria_metrics
+}
+
+# VictoriaMetrics single-node (Debian's victoria-metrics, the engine of Cozystack's
+# monitoring), scraping the test virt-handler's VMI metrics every 2 s. Range queries
+# see samples from 1 s ago (the default hides the last 30 s).
+start_victoria_metrics() {
+  command -v victoria-metrics >/dev/null || die "victoria-metrics is missing: apt-get install victoria-metrics (scripts/install-tools.sh does)"
+  mkdir -p "$dir/victoria-metrics"
+  cat >"$dir/victoria-metrics/scrape.yaml" <<EOF
+global: {scrape_interval: 2s}
+scrape_configs:
+- job_name: kubevirt
+  static_configs: [{targets: ["127.0.0.1:$(port kubevirt-metrics)"]}]
+EOF
+  launch victoria-metrics victoria-metrics -httpListenAddr "127.0.0.1:$(port victoria-metrics)" \
+    -storageDataPath "$dir/victoria-metrics/data" -retentionPeriod 1d \
+    -promscrape.config "$dir/victoria-metrics/scrape.yaml" -search.latencyOffset 1s -loggerLevel WARN
+  local deadline=$((SECONDS + 30))
+  until curl -sf "http://127.0.0.1:$(port victoria-metrics)/health" >/dev/null 2>&1; do
+    alive victoria-metrics || die "victoria-metrics exited; see $dir/logs/victoria-metrics.log"
+    ((SECONDS < deadline)) || die "victoria-metrics not healthy in 30 s"
+    sleep 0.2
+  done
+  echo "http://127.0.0.1:$(port victoria-metrics)" >"$dir/metrics-url"
+  echo "metrics: victoria-metrics $(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null) on http://127.0.0.1:$(port victoria-metrics), scraping the VMI metrics" >&2
 }
 
 wait_ready() {
@@ -304,7 +332,8 @@ cmd_start() {
   rm -rf "$dir"
   mkdir -p "$dir/logs" "$dir/ports"
   echo "$bin" >"$dir/bin"
-  for name in etcd etcd-peer apiserver charts sc-metrics sc-health sc-storage hc-metrics hc-health virt-api; do
+  for name in etcd etcd-peer apiserver charts sc-metrics sc-health sc-storage hc-metrics hc-health virt-api \
+    kubevirt-metrics victoria-metrics; do
     free_port >"$dir/ports/$name"
   done
   pki
@@ -322,7 +351,9 @@ cmd_start() {
 
 cmd_stop() {
   [[ -d "$dir" ]] || return 0
-  for name in kubevirt helm-controller source-controller charts controller-manager apiserver etcd; do stop_one "$name"; done
+  for name in victoria-metrics kubevirt helm-controller source-controller charts controller-manager apiserver etcd; do
+    stop_one "$name"
+  done
   rm -rf "$dir"
 }
 
@@ -338,8 +369,10 @@ case "${1:-}" in
   kubevirt) start_kubevirt "${2:-}" ;;
   down)
     case "${2:-}" in
-      apiserver | etcd | controller-manager | helm-controller | source-controller | kubevirt) stop_one "$2" ;;
-      *) die "down apiserver|etcd|controller-manager|helm-controller|source-controller|kubevirt" ;;
+      apiserver | etcd | controller-manager | helm-controller | source-controller | kubevirt | victoria-metrics)
+        stop_one "$2"
+        ;;
+      *) die "down apiserver|etcd|controller-manager|helm-controller|source-controller|kubevirt|victoria-metrics" ;;
     esac
     ;;
   up)

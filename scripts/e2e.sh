@@ -18,12 +18,15 @@ export VM_IMPORT_E2E=1
 cargo build --locked --workspace --bins
 export VM_IMPORT_CONTROLLER_BIN="$PWD/target/debug/vm-import-adoption-controller"
 scripts/cluster.sh kubevirt "$PWD/target/debug/vm-import-test-kubevirt"
+VM_IMPORT_METRICS_URL="$(cat "$VM_IMPORT_CLUSTER_DIR/metrics-url")"
+export VM_IMPORT_METRICS_URL
 echo "e2e: the real-cluster tests (VM_IMPORT_E2E=1), against $(sed -n 's/.*server: "\([^"]*\)".*/\1/p' "$KUBECONFIG" | head -1)"
 cargo nextest run --locked --workspace --run-ignored only --no-fail-fast -E 'package(vm-import-e2e)'
 
-# The load harness measures the controller alone: KubeVirt's part would add its own
-# writes to the API server's load.
+# The load harness measures the controller alone: KubeVirt's part and the metrics
+# engine would add their own load.
 scripts/cluster.sh down kubevirt
+scripts/cluster.sh down victoria-metrics
 # The controller as it ships (release profile); the harness itself needs no optimising.
 cargo build --locked --release -p vm-import-adoption-controller
 target/debug/vm-import-load --controller-bin target/release/vm-import-adoption-controller \

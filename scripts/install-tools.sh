@@ -5,6 +5,7 @@
 #   .tools/venv                                          kubernetes-validate from PyPI
 #   Debian's chromium                                    for the console's browser tests (apt)
 #   Debian's etcd-server                                 for the real control plane (apt)
+#   Debian's victoria-metrics                            the metrics engine of the tests (apt)
 #   crates/vm-import-console/tests/browser/node_modules  playwright-core from npm (lockfile)
 # Safe to re-run: each tool is installed once.
 set -euo pipefail
@@ -56,6 +57,7 @@ apt_install() { # command, package
 }
 apt_install chromium chromium
 apt_install etcd etcd-server
+apt_install victoria-metrics victoria-metrics
 
 browser="$root/crates/vm-import-console/tests/browser"
 if [[ ! -d "$browser/node_modules/playwright-core" ]]; then

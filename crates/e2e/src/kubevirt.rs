@@ -247,6 +247,113 @@ pub fn running_status() -> Value {
                       "interfaces": [{"name": "default", "ipAddress": "10.244.0.10"}]}})
 }
 
+/// One running VMI, as virt-handler's metrics describe it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunningVmi {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name (the VM's).
+    pub name: String,
+    /// Seconds it has run.
+    pub uptime: f64,
+    /// Its guest memory, in bytes.
+    pub guest_bytes: f64,
+}
+
+impl RunningVmi {
+    /// Reads a VMI as JSON, `now` in unix seconds; `None` without a name, namespace or
+    /// creation time.
+    pub fn of(vmi: &Value, now: f64) -> Option<Self> {
+        let text = |p: &str| vmi.pointer(p).and_then(Value::as_str);
+        let created = text("/metadata/creationTimestamp")?
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .ok()?
+            .as_second() as f64;
+        let guest = text("/spec/domain/memory/guest")
+            .or_else(|| text("/spec/domain/resources/requests/memory"))
+            .and_then(bytes)
+            .unwrap_or(1024.0 * 1024.0 * 1024.0);
+        Some(Self {
+            namespace: text("/metadata/namespace")?.to_owned(),
+            name: text("/metadata/name")?.to_owned(),
+            uptime: (now - created).max(0.0),
+            guest_bytes: guest,
+        })
+    }
+}
+
+/// A Kubernetes quantity of bytes (`1Gi`, `512Mi`, `2G`, `1024`).
+fn bytes(quantity: &str) -> Option<f64> {
+    let (number, factor) = [
+        ("Ki", 1u64 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+    ]
+    .iter()
+    .find_map(|(suffix, f)| quantity.strip_suffix(suffix).map(|n| (n, *f)))
+    .unwrap_or((quantity, 1));
+    number.parse::<f64>().ok().map(|n| n * factor as f64)
+}
+
+/// One exported series: its name, its type, its labels beyond the VMI's, its value.
+type Series = (&'static str, &'static str, &'static str, fn(&RunningVmi) -> f64);
+
+/// virt-handler's VMI metrics for `vmis`, in Prometheus' text format, with KubeVirt's
+/// names and labels (`namespace`, `name`, `node`; `interface` and `drive` where
+/// KubeVirt has them). The counters grow with each VMI's uptime, at made-up but steady
+/// rates: a quarter of a core, 64 KiB/s in and 16 KiB/s out, 8 KiB/s read and 4 KiB/s
+/// written; memory in use is half the guest's.
+pub fn exposition(vmis: &[RunningVmi]) -> String {
+    let mut out = String::new();
+    let series: [Series; 7] = [
+        ("kubevirt_vmi_cpu_usage_seconds_total", "counter", "", |v| {
+            v.uptime * 0.25
+        }),
+        ("kubevirt_vmi_memory_used_bytes", "gauge", "", |v| v.guest_bytes / 2.0),
+        ("kubevirt_vmi_memory_domain_bytes", "gauge", "", |v| v.guest_bytes),
+        (
+            "kubevirt_vmi_network_receive_bytes_total",
+            "counter",
+            ",interface=\"default\"",
+            |v| v.uptime * 65536.0,
+        ),
+        (
+            "kubevirt_vmi_network_transmit_bytes_total",
+            "counter",
+            ",interface=\"default\"",
+            |v| v.uptime * 16384.0,
+        ),
+        (
+            "kubevirt_vmi_storage_read_traffic_bytes_total",
+            "counter",
+            ",drive=\"disk-0\"",
+            |v| v.uptime * 8192.0,
+        ),
+        (
+            "kubevirt_vmi_storage_write_traffic_bytes_total",
+            "counter",
+            ",drive=\"disk-0\"",
+            |v| v.uptime * 4096.0,
+        ),
+    ];
+    for (metric, kind, extra, value) in series {
+        out.push_str(&format!("# TYPE {metric} {kind}\n"));
+        for vmi in vmis {
+            out.push_str(&format!(
+                "{metric}{{namespace=\"{}\",name=\"{}\",node=\"test-node\"{extra}}} {}\n",
+                vmi.namespace,
+                vmi.name,
+                value(vmi)
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -336,5 +443,28 @@ mod tests {
         let mut stale = vm("Halted");
         stale["status"] = json!({"printableStatus": "Running"});
         assert_eq!(reconcile(&stale, None).status.unwrap()["printableStatus"], "Stopped");
+    }
+
+    #[test]
+    fn metrics_grow_with_uptime_under_kubevirts_names() {
+        let vmi = json!({"metadata": {"namespace": "t", "name": "web", "creationTimestamp": "2026-12-03T06:00:00Z"},
+                         "spec": {"domain": {"memory": {"guest": "2Gi"}}}});
+        let created = 1_796_277_600.0; // 2026-12-03T06:00:00Z
+        let early = RunningVmi::of(&vmi, created + 10.0).unwrap();
+        let later = RunningVmi::of(&vmi, created + 20.0).unwrap();
+        assert_eq!(early.guest_bytes, 2.0 * 1024.0 * 1024.0 * 1024.0);
+        let text = exposition(&[early]);
+        assert!(
+            text.contains("# TYPE kubevirt_vmi_cpu_usage_seconds_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"kubevirt_vmi_cpu_usage_seconds_total{namespace="t",name="web",node="test-node"} 2.5"#),
+            "{text}"
+        );
+        assert!(
+            exposition(&[later]).contains(r#"kubevirt_vmi_network_receive_bytes_total{namespace="t",name="web",node="test-node",interface="default"} 1310720"#)
+        );
+        assert_eq!(RunningVmi::of(&json!({"metadata": {}}), created), None);
     }
 }

@@ -1,8 +1,9 @@
 //! The test world's KubeVirt on the real API server: a virt-api serving
 //! `v1.subresources.kubevirt.io` over TLS as an aggregated APIService (behind a Service
 //! of type ExternalName `localhost`, so the API server authenticates and authorizes
-//! every call before proxying it here), and a virt-controller that keeps each VM's VMI
-//! and `printableStatus`. The decisions are [`crate::kubevirt`]'s; this module reads and
+//! every call before proxying it here), a virt-controller that keeps each VM's VMI and
+//! `printableStatus`, and virt-handler's metrics of the running VMIs, for a real metrics
+//! engine to scrape. The decisions are [`crate::kubevirt`]'s; this module reads and
 //! writes the API server with the admin client.
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
@@ -165,6 +166,40 @@ pub fn router(client: Client) -> Router {
         .route(
             &format!("/apis/{GROUP}/v1/namespaces/{{namespace}}/virtualmachines/{{name}}/{{action}}"),
             put(subresource),
+        )
+        .with_state(client)
+}
+
+/// virt-handler's `/metrics`: the running VMIs of the cluster (one LIST per scrape).
+pub fn metrics_router(client: Client) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(client): State<Client>| async move {
+                let every_vmi = all(
+                    &client,
+                    "kubevirt.io/v1",
+                    "VirtualMachineInstance",
+                    "virtualmachineinstances",
+                );
+                let listed = match every_vmi.list(&Default::default()).await {
+                    Ok(listed) => listed,
+                    Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+                };
+                let now = k8s_openapi::jiff::Timestamp::now().as_second() as f64;
+                let running: Vec<kubevirt::RunningVmi> = listed
+                    .items
+                    .iter()
+                    .filter_map(|vmi| serde_json::to_value(vmi).ok())
+                    .filter(|vmi| vmi.pointer("/status/phase").and_then(Value::as_str) == Some("Running"))
+                    .filter_map(|vmi| kubevirt::RunningVmi::of(&vmi, now))
+                    .collect();
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    kubevirt::exposition(&running),
+                )
+                    .into_response()
+            }),
         )
         .with_state(client)
 }

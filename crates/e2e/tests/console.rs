@@ -340,3 +340,70 @@ async fn a_reader_sees_its_vms_and_cannot_stop_them() {
 
     cluster::delete_namespace(&client, &ns).await.unwrap();
 }
+
+#[tokio::test]
+#[ignore = "needs the project's control plane with its KubeVirt and VictoriaMetrics: make e2e"]
+async fn the_charts_are_drawn_from_victoria_metrics() {
+    let url = std::env::var("VM_IMPORT_METRICS_URL")
+        .unwrap_or_else(|_| panic!("VM_IMPORT_METRICS_URL: the metrics engine's URL (scripts/e2e.sh sets it)"));
+    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
+    let testdata = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
+    cluster::ensure_crds(&client, &testdata).await.unwrap();
+    cluster::ensure_vmadoption_crd(&client, &testdata).await.unwrap();
+    let ns = cluster::namespace(&client, "vm-import-e2e-metrics").await.unwrap();
+    let vms = cluster::dynamic(&client, "kubevirt.io/v1", "VirtualMachine", "virtualmachines", &ns);
+    // Running: virt-controller starts its VMI, virt-handler exports its metrics, and
+    // VictoriaMetrics scrapes them.
+    cluster::create(
+        &vms,
+        json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+               "metadata": {"name": "web-01", "labels": {"plan": "p", "vmID": "vm-1", "cozystack.io/adopted": "true"}},
+               "spec": {"runStrategy": "Always", "template": {"spec": {"domain": {
+                   "cpu": {"cores": 2, "sockets": 1}, "memory": {"guest": "2Gi"}, "devices": {}}}}}}),
+    )
+    .await
+    .unwrap();
+    let reader = account(
+        &client,
+        &ns,
+        "reader",
+        json!([
+            {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachines", "virtualmachineinstances"], "verbs": ["get", "list"]},
+            {"apiGroups": [""], "resources": ["configmaps", "events", "persistentvolumeclaims"], "verbs": ["get", "list"]},
+            {"apiGroups": ["vm-import.cozystack.io"], "resources": ["vmadoptions"], "verbs": ["get", "list"]}
+        ]),
+    )
+    .await;
+    let metrics = vm_import_console::metrics::Metrics::new(&url).unwrap();
+    let app = router(AppState {
+        target: target(),
+        secure_cookies: false,
+        default_namespace: None,
+        permissions: Default::default(),
+        metrics,
+    });
+    let started = std::time::Instant::now();
+    let page = cluster::wait_for("charts with data", Duration::from_secs(120), || async {
+        // The live refresh's fragment: the charts alone, as the page polls them.
+        let request = Request::get(format!("/ns/{ns}/vms/web-01/metrics"))
+            .header(header::AUTHORIZATION, format!("Bearer {reader}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.ok()?;
+        let body = to_bytes(response.into_body(), 1 << 20).await.ok()?;
+        let body = String::from_utf8(body.to_vec()).ok()?;
+        (!body.contains("No data in this period") && body.contains("0.25 cores")).then_some(body)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "charts drawn from VictoriaMetrics {} s after the VM started",
+        started.elapsed().as_secs()
+    );
+    assert_eq!(page.matches("<svg").count(), 4, "{page}");
+    assert!(page.contains("allotted: 2.00 cores"), "{page}");
+    assert!(page.contains("1.0 GiB"), "half the guest's 2 GiB in use: {page}");
+    assert!(page.contains("64.0 KiB/s"), "the network's receive rate: {page}");
+    assert!(!page.contains("Metrics unavailable"), "{page}");
+    cluster::delete_namespace(&client, &ns).await.unwrap();
+}

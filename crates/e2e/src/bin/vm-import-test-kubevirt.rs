@@ -1,10 +1,11 @@
 //! KubeVirt's part in the project's test world (`scripts/cluster.sh kubevirt`): installs
 //! the KubeVirt and CDI CRDs from the test data when missing, serves the test virt-api
-//! as the aggregated APIService `v1.subresources.kubevirt.io`, and runs the
-//! virt-controller stand-in, against the current kubeconfig's cluster.
+//! as the aggregated APIService `v1.subresources.kubevirt.io`, runs the virt-controller
+//! stand-in, and serves virt-handler's VMI metrics, against the current kubeconfig's
+//! cluster.
 //!
 //! ```sh
-//! vm-import-test-kubevirt --cert virt-api.crt --key virt-api.key --ca ca.crt --port 8443
+//! vm-import-test-kubevirt --cert virt-api.crt --key virt-api.key --ca ca.crt --port 8443 --metrics-port 8444
 //! ```
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
@@ -31,6 +32,9 @@ struct Args {
     /// The port on 127.0.0.1 to serve on.
     #[arg(long)]
     port: u16,
+    /// The port on 127.0.0.1 to serve the VMI metrics on (plain HTTP), if any.
+    #[arg(long)]
+    metrics_port: Option<u16>,
 }
 
 #[tokio::main]
@@ -56,6 +60,14 @@ async fn run(args: Args) -> Result<(), cluster::Error> {
         .await
         .map_err(|e| cluster::Error::TestData(addr.to_string(), e.to_string()))?;
     tokio::spawn(virt_api::serve(listener, acceptor, virt_api::router(client.clone())));
+    if let Some(port) = args.metrics_port {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| cluster::Error::TestData(addr.to_string(), e.to_string()))?;
+        let router = virt_api::metrics_router(client.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+    }
     virt_api::register(&client, addr, &ca).await?;
     eprintln!("vm-import-test-kubevirt: v1.subresources.kubevirt.io Available, served on https://{addr}");
     virt_api::run_controller(client).await;
