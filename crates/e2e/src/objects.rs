@@ -102,6 +102,43 @@ fn condition(type_: &str) -> Value {
 }
 
 /// Plan status: each VM in `running` is copying disks, each in `succeeded` is done.
+/// The steps of a cold vSphere import with virt-v2v, as Forklift names them
+/// (`pkg/controller/plan/migration.go`), with their descriptions.
+pub const COLD_PIPELINE: [(&str, &str); 5] = [
+    ("Initialize", "Initialize migration."),
+    ("DiskAllocation", "Allocate disks."),
+    ("ImageConversion", "Convert image to kubevirt."),
+    ("DiskTransferV2v", "Copy disks."),
+    ("VirtualMachineCreation", "Create VM."),
+];
+
+/// One VM's entry of `Plan.status.migration.vms[]` while Forklift is at step `at` of
+/// [`COLD_PIPELINE`], with `percent` of that step done: the steps before it
+/// `Completed`, it `Running` with its progress (the disk copy in MB of `disk_mb`), the
+/// rest `Pending`.
+pub fn pipeline_entry(id: &str, at: usize, percent: u64, disk_mb: u64) -> Value {
+    let pipeline: Vec<Value> = COLD_PIPELINE
+        .iter()
+        .enumerate()
+        .map(|(i, (name, description))| {
+            let total = if *name == "DiskTransferV2v" { disk_mb } else { 1 };
+            let (phase, completed) = match i.cmp(&at) {
+                std::cmp::Ordering::Less => ("Completed", total),
+                std::cmp::Ordering::Equal => ("Running", total * percent / 100),
+                std::cmp::Ordering::Greater => ("Pending", 0),
+            };
+            let mut step = json!({"name": name, "description": description, "phase": phase,
+                                  "progress": {"completed": completed, "total": total}});
+            if *name == "DiskTransferV2v" {
+                step["annotations"] = json!({"unit": "MB"});
+            }
+            step
+        })
+        .collect();
+    json!({"id": id, "phase": COLD_PIPELINE[at.min(COLD_PIPELINE.len() - 1)].0, "pipeline": pipeline,
+           "started": "2026-11-24T10:00:00Z"})
+}
+
 pub fn plan_status(running: &[String], succeeded: &[String]) -> Value {
     let mut vms: Vec<Value> = running
         .iter()

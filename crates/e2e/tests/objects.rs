@@ -33,3 +33,23 @@ fn bad_status_is_caught_by_the_schema() {
     plan["status"] = json!({"migration": {"vms": [{"id": "vm-1"}]}});
     assert!(!plans.violations(&plan).is_empty(), "phase and pipeline are required");
 }
+
+#[test]
+fn every_step_of_the_demos_import_validates_against_both_plan_crds() {
+    for release in ["forklift-v2.12.5", "forklift-main"] {
+        let plans = CrdSchema::load(&format!("crds/{release}/plans.json")).unwrap();
+        for at in 0..objects::COLD_PIPELINE.len() {
+            let mut plan = objects::plan("import", "tenant", "vcenter", &["vm-1".to_owned()], true);
+            plan["status"] = json!({"migration": {"vms": [objects::pipeline_entry("vm-1", at, 40, 10240)]}});
+            assert_eq!(plans.violations(&plan), Vec::<String>::new(), "{release}, step {at}");
+        }
+    }
+    let entry = objects::pipeline_entry("vm-1", 3, 40, 10240);
+    assert_eq!(entry["phase"], "DiskTransferV2v");
+    assert_eq!(entry["pipeline"][2]["phase"], "Completed");
+    assert_eq!(
+        entry["pipeline"][3]["progress"],
+        json!({"completed": 4096, "total": 10240})
+    );
+    assert_eq!(entry["pipeline"][4]["phase"], "Pending");
+}

@@ -4,9 +4,13 @@
 //! - `crds`: installs the CRDs of KubeVirt, CDI, Flux and Forklift (trimmed, from the
 //!   test data) and the project's VMAdoption CRD;
 //! - `forklift --namespace NS`: plays Forklift for every adoption-enabled Plan of `NS`:
-//!   creates each VM the Plan lists (named as Forklift would name it, with Forklift's
-//!   labels, a claim it owns and a `Stopped` status), then reports the migration
-//!   `Completed` in the Plan's status.
+//!   walks each VM through the steps of a cold import in the Plan's status
+//!   (`Initialize` to `VirtualMachineCreation`, the disk copy with growing progress), and
+//!   at `VirtualMachineCreation` creates each VM the Plan lists (named as Forklift would
+//!   name it, with Forklift's labels, a claim it owns and a `Stopped` status), the
+//!   PersistentVolume the claim
+//!   binds to (as a storage provisioner would make it: reclaim policy `Delete`), then
+//!   reports the migration `Completed` in the Plan's status.
 
 use std::process::ExitCode;
 
@@ -92,6 +96,10 @@ async fn forklift(namespace: &str) -> Result<(), Error> {
         "persistentvolumeclaims",
         namespace,
     );
+    let pvs = {
+        let resource = kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::PersistentVolume>(&());
+        kube::Api::<kube::api::DynamicObject>::all_with(client.clone(), &resource)
+    };
     for plan in plans.items {
         let name = plan.metadata.name.clone().unwrap_or_default();
         let annotations = plan.metadata.annotations.clone().unwrap_or_default();
@@ -101,6 +109,29 @@ async fn forklift(namespace: &str) -> Result<(), Error> {
             != Some("true")
         {
             continue;
+        }
+        let listed: Vec<String> = plan.data["spec"]["vms"]
+            .as_array()
+            .map(|vms| vms.iter().filter_map(|v| v["id"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        // The import in progress: every step but the last, the disk copy in four parts.
+        let steps = objects::COLD_PIPELINE.len() - 1;
+        for at in 0..steps {
+            let parts: &[u64] = if objects::COLD_PIPELINE[at].0 == "DiskTransferV2v" {
+                &[10, 40, 70, 100]
+            } else {
+                &[50]
+            };
+            for percent in parts {
+                let vms: Vec<Value> = listed
+                    .iter()
+                    .map(|id| objects::pipeline_entry(id, at, *percent, 10240))
+                    .collect();
+                let status = json!({"migration": {"vms": vms, "started": "2026-11-24T10:00:00Z"}});
+                cluster::set_plan_status(&t.plans, &name, status).await?;
+                println!("Forklift: Plan {name}: {} ({percent} %)", objects::COLD_PIPELINE[at].0);
+                tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            }
         }
         let uid = plan.metadata.uid.clone().unwrap_or_default();
         let entries = plan.data["spec"]["vms"].as_array().cloned().unwrap_or_default();
@@ -113,6 +144,17 @@ async fn forklift(namespace: &str) -> Result<(), Error> {
                 let vm = cluster::create(&t.vms, objects::vm(&vm_name, labels.clone())).await?;
                 let vm_uid = vm.metadata.uid.unwrap_or_default();
                 cluster::create(&pvcs, objects::pvc(&vm_name, &vm_uid, labels)).await?;
+                let claim = format!("{vm_name}-disk-0");
+                let pv = format!("{namespace}-{claim}");
+                cluster::create(
+                    &pvs,
+                    json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+                           "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                                    "persistentVolumeReclaimPolicy": "Delete", "volumeMode": "Filesystem",
+                                    "hostPath": {"path": format!("/tmp/vm-import-demo/{pv}")},
+                                    "claimRef": {"namespace": namespace, "name": claim}}}),
+                )
+                .await?;
                 t.vms
                     .patch_status(
                         &vm_name,
@@ -124,6 +166,22 @@ async fn forklift(namespace: &str) -> Result<(), Error> {
                 println!("Forklift: created VM {namespace}/{vm_name} (source {id}) for Plan {name}");
             }
             ids.push(id);
+        }
+        // Forklift reports a VM done only once its disks are written: bound claims.
+        for id in &ids {
+            let Some(entry) = entries.iter().find(|e| e["id"].as_str() == Some(id)) else {
+                continue;
+            };
+            let claim = format!("{}-disk-0", target_name(entry));
+            cluster::wait_for(
+                &format!("claim {claim} bound"),
+                std::time::Duration::from_secs(60),
+                || async {
+                    let claim = pvcs.get(&claim).await.ok()?;
+                    (claim.data["status"]["phase"] == "Bound").then_some(())
+                },
+            )
+            .await?;
         }
         cluster::set_plan_status(&t.plans, &name, objects::plan_status(&[], &ids)).await?;
         println!("Forklift: Plan {name} completed ({} VMs)", ids.len());
