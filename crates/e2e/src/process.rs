@@ -220,7 +220,14 @@ impl Controller {
         }
         match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(_) => Ok(started.elapsed()),
-            Err(_) => Err(Error::Timeout(format!("controller exit within {limit:?} of SIGTERM"))),
+            Err(_) => {
+                // What it was doing: the last lines it logged.
+                let log = self.log();
+                let tail = log[log.len().saturating_sub(20)..].join("\n");
+                Err(Error::Timeout(format!(
+                    "controller exit within {limit:?} of SIGTERM; its last log lines:\n{tail}"
+                )))
+            }
         }
     }
 }

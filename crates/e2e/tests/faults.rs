@@ -221,7 +221,10 @@ async fn a_sigkill_after_every_handoff_write_loses_nothing() {
     if let Err(e) = done {
         panic!("{e}: {}", world.status().await);
     }
-    controller.terminate(Duration::from_secs(15)).await.unwrap();
+    // A graceful exit usually takes well under a second; once in CI it took over 15 s,
+    // so the limit is wide, the time is printed, and a timeout shows the last log lines.
+    let took = controller.terminate(Duration::from_secs(30)).await.unwrap();
+    println!("graceful exit after the adoption: {} ms", took.as_millis());
     // Two disks: Retain, owners, new claim, old claim, rebind and DataVolume and VMDisk
     // each, the VMInstance, the old VM; no write is ever repeated after a kill.
     assert!(kills.len() >= 14, "a kill after every handoff write: {kills:?}");

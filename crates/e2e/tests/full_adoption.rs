@@ -154,8 +154,10 @@ async fn automatic_full_adoption_turns_every_succeeded_vm_into_a_vminstance() {
             .await
             .unwrap();
     }
+    // Thirty releases for the real helm-controller to install (about 30-50 s here): each
+    // wait is generous, and the figure is printed.
     for (world, _) in &worlds {
-        let done = cluster::wait_for("automatic full adoption", Duration::from_secs(60), || async {
+        let done = cluster::wait_for("automatic full adoption", Duration::from_secs(150), || async {
             match world.phase().await {
                 Some(Phase::Succeeded) => Some(Ok(())),
                 Some(Phase::Failed) => Some(Err(())),
