@@ -22,7 +22,7 @@
 //! - The run strategy is `spec.runStrategy`, else `spec.running` (true: `Always`, false
 //!   or absent: `Halted`).
 //!
-//! virt-controller (`pkg/virt-controller/watch/vm.go`), as far as the tests need it:
+//! virt-controller (`pkg/virt-controller/watch/vm/vm.go`), as far as the tests need it:
 //! it carries out the state change requests and clears them, keeps a VMI for `Always`
 //! and `RerunOnFailure`, none for `Halted`, and reports `printableStatus` (`Running`
 //! with a VMI, `Stopped` without), `ready` and `created`.

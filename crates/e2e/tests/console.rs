@@ -1,7 +1,9 @@
 //! The console against a real API server with real RBAC: a ServiceAccount that may only
 //! read sees its namespace's imported VMs, and its attempt to stop one is refused by
-//! the API server and shown as a message. Opt-in (`VM_IMPORT_E2E=1`), like the rest of
-//! this crate.
+//! the API server and shown as a message; one with Cozystack's "use" rights starts,
+//! restarts and stops a VM through KubeVirt's aggregated API (and through the plugin's
+//! client); the charts are drawn from VictoriaMetrics. Opt-in (`VM_IMPORT_E2E=1`), like
+//! the rest of this crate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{path::PathBuf, time::Duration};
@@ -69,15 +71,55 @@ async fn account(client: &kube::Client, ns: &str, name: &str, rules: serde_json:
     issued.status.unwrap().token
 }
 
+/// What a reader may do: read what the console shows, and nothing else.
+fn reader_rules() -> serde_json::Value {
+    json!([
+        {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachines", "virtualmachineinstances"], "verbs": ["get", "list"]},
+        {"apiGroups": [""], "resources": ["configmaps", "events", "persistentvolumeclaims"], "verbs": ["get", "list"]},
+        {"apiGroups": ["vm-import.cozystack.io"], "resources": ["vmadoptions"], "verbs": ["get", "list"]}
+    ])
+}
+
+/// A fresh namespace named after `prefix` holding one label-adopted VM `web-01` with
+/// `spec`, and the Api of its VMs.
+async fn tenant_with_vm(
+    client: &kube::Client,
+    prefix: &str,
+    spec: serde_json::Value,
+) -> (String, Api<kube::api::DynamicObject>) {
+    let testdata = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
+    cluster::ensure_crds(client, &testdata).await.unwrap();
+    cluster::ensure_vmadoption_crd(client, &testdata).await.unwrap();
+    let ns = cluster::namespace(client, prefix).await.unwrap();
+    let vms = cluster::dynamic(client, "kubevirt.io/v1", "VirtualMachine", "virtualmachines", &ns);
+    cluster::create(
+        &vms,
+        json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+               "metadata": {"name": "web-01", "labels": {"plan": "p", "vmID": "vm-1", "cozystack.io/adopted": "true"}},
+               "spec": spec}),
+    )
+    .await
+    .unwrap();
+    (ns, vms)
+}
+
+/// The console against this cluster, with `metrics`.
+fn console(metrics: vm_import_console::metrics::Metrics) -> axum::Router {
+    router(AppState {
+        target: target(),
+        secure_cookies: false,
+        default_namespace: None,
+        permissions: Default::default(),
+        metrics,
+    })
+}
+
 #[tokio::test]
 #[ignore = "needs the project's control plane with its KubeVirt: make e2e"]
 async fn start_stop_and_restart_go_through_kubevirts_api_with_the_users_rights() {
     let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
-    let testdata = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
-    cluster::ensure_crds(&client, &testdata).await.unwrap();
-    cluster::ensure_vmadoption_crd(&client, &testdata).await.unwrap();
-    let ns = cluster::namespace(&client, "vm-import-e2e-power").await.unwrap();
-    let vms = cluster::dynamic(&client, "kubevirt.io/v1", "VirtualMachine", "virtualmachines", &ns);
+    let halted = json!({"runStrategy": "Halted", "template": {"spec": {"domain": {"devices": {}}}}});
+    let (ns, vms) = tenant_with_vm(&client, "vm-import-e2e-power", halted).await;
     let vmis = cluster::dynamic(
         &client,
         "kubevirt.io/v1",
@@ -85,19 +127,7 @@ async fn start_stop_and_restart_go_through_kubevirts_api_with_the_users_rights()
         "virtualmachineinstances",
         &ns,
     );
-    cluster::create(
-        &vms,
-        json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-               "metadata": {"name": "web-01", "labels": {"plan": "p", "vmID": "vm-1", "cozystack.io/adopted": "true"}},
-               "spec": {"runStrategy": "Halted", "template": {"spec": {"domain": {"devices": {}}}}}}),
-    )
-    .await
-    .unwrap();
-    let read = json!([
-        {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachines", "virtualmachineinstances"], "verbs": ["get", "list"]},
-        {"apiGroups": [""], "resources": ["configmaps", "events", "persistentvolumeclaims"], "verbs": ["get", "list"]},
-        {"apiGroups": ["vm-import.cozystack.io"], "resources": ["vmadoptions"], "verbs": ["get", "list"]}
-    ]);
+    let read = reader_rules();
     // Cozystack's tenant "use" role: reading, and KubeVirt's lifecycle subresources.
     let mut operate = read.clone();
     operate.as_array_mut().unwrap().push(json!({"apiGroups": ["subresources.kubevirt.io"],
@@ -105,13 +135,7 @@ async fn start_stop_and_restart_go_through_kubevirts_api_with_the_users_rights()
     let operator = account(&client, &ns, "operator", operate).await;
     let reader = account(&client, &ns, "reader", read).await;
 
-    let app = router(AppState {
-        target: target(),
-        secure_cookies: false,
-        default_namespace: None,
-        permissions: Default::default(),
-        metrics: Default::default(),
-    });
+    let app = console(Default::default());
     let csrf = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let post = |token: &str, action: &str| {
         let app = app.clone();
@@ -205,67 +229,10 @@ async fn start_stop_and_restart_go_through_kubevirts_api_with_the_users_rights()
 #[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
 async fn a_reader_sees_its_vms_and_cannot_stop_them() {
     let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
-    let testdata = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
-    cluster::ensure_crds(&client, &testdata).await.unwrap();
-    cluster::ensure_vmadoption_crd(&client, &testdata).await.unwrap();
-    let ns = cluster::namespace(&client, "vm-import-e2e-console").await.unwrap();
-    let vms = cluster::dynamic(&client, "kubevirt.io/v1", "VirtualMachine", "virtualmachines", &ns);
-    cluster::create(
-        &vms,
-        json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-               "metadata": {"name": "web-01", "labels": {"plan": "p", "vmID": "vm-1", "cozystack.io/adopted": "true"}},
-               "spec": {"runStrategy": "Halted", "template": {"spec": {"domain": {"devices": {}}}}}}),
-    )
-    .await
-    .unwrap();
-
-    // A reader: may read what the console shows, and nothing else.
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "vm-reader"},
-        "rules": [
-            {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachines", "virtualmachineinstances"], "verbs": ["get", "list"]},
-            {"apiGroups": [""], "resources": ["configmaps", "events", "persistentvolumeclaims"], "verbs": ["get", "list"]},
-            {"apiGroups": ["vm-import.cozystack.io"], "resources": ["vmadoptions"], "verbs": ["get", "list"]}
-        ]
-    }))
-    .unwrap();
-    Api::<Role>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    accounts
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "reader"}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "reader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "vm-reader"},
-        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}]
-    }))
-    .unwrap();
-    Api::<RoleBinding>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    let request: TokenRequest =
-        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 600}})).unwrap();
-    let issued: TokenRequest = accounts
-        .create_subresource("token", "reader", &PostParams::default(), &request)
-        .await
-        .unwrap();
-    let token = issued.status.unwrap().token;
-
-    let app = router(AppState {
-        target: target(),
-        secure_cookies: false,
-        default_namespace: None,
-        permissions: Default::default(),
-        metrics: Default::default(),
-    });
+    let halted = json!({"runStrategy": "Halted", "template": {"spec": {"domain": {"devices": {}}}}});
+    let (ns, _) = tenant_with_vm(&client, "vm-import-e2e-console", halted).await;
+    let token = account(&client, &ns, "reader", reader_rules()).await;
+    let app = console(Default::default());
     let send = |request: Request<Body>| {
         let app = app.clone();
         async move {
@@ -347,41 +314,13 @@ async fn the_charts_are_drawn_from_victoria_metrics() {
     let url = std::env::var("VM_IMPORT_METRICS_URL")
         .unwrap_or_else(|_| panic!("VM_IMPORT_METRICS_URL: the metrics engine's URL (scripts/e2e.sh sets it)"));
     let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
-    let testdata = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
-    cluster::ensure_crds(&client, &testdata).await.unwrap();
-    cluster::ensure_vmadoption_crd(&client, &testdata).await.unwrap();
-    let ns = cluster::namespace(&client, "vm-import-e2e-metrics").await.unwrap();
-    let vms = cluster::dynamic(&client, "kubevirt.io/v1", "VirtualMachine", "virtualmachines", &ns);
     // Running: virt-controller starts its VMI, virt-handler exports its metrics, and
     // VictoriaMetrics scrapes them.
-    cluster::create(
-        &vms,
-        json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-               "metadata": {"name": "web-01", "labels": {"plan": "p", "vmID": "vm-1", "cozystack.io/adopted": "true"}},
-               "spec": {"runStrategy": "Always", "template": {"spec": {"domain": {
-                   "cpu": {"cores": 2, "sockets": 1}, "memory": {"guest": "2Gi"}, "devices": {}}}}}}),
-    )
-    .await
-    .unwrap();
-    let reader = account(
-        &client,
-        &ns,
-        "reader",
-        json!([
-            {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachines", "virtualmachineinstances"], "verbs": ["get", "list"]},
-            {"apiGroups": [""], "resources": ["configmaps", "events", "persistentvolumeclaims"], "verbs": ["get", "list"]},
-            {"apiGroups": ["vm-import.cozystack.io"], "resources": ["vmadoptions"], "verbs": ["get", "list"]}
-        ]),
-    )
-    .await;
-    let metrics = vm_import_console::metrics::Metrics::new(&url).unwrap();
-    let app = router(AppState {
-        target: target(),
-        secure_cookies: false,
-        default_namespace: None,
-        permissions: Default::default(),
-        metrics,
-    });
+    let running = json!({"runStrategy": "Always", "template": {"spec": {"domain": {
+        "cpu": {"cores": 2, "sockets": 1}, "memory": {"guest": "2Gi"}, "devices": {}}}}});
+    let (ns, _) = tenant_with_vm(&client, "vm-import-e2e-metrics", running).await;
+    let reader = account(&client, &ns, "reader", reader_rules()).await;
+    let app = console(vm_import_console::metrics::Metrics::new(&url).unwrap());
     let started = std::time::Instant::now();
     let page = cluster::wait_for("charts with data", Duration::from_secs(120), || async {
         // The live refresh's fragment: the charts alone, as the page polls them.

@@ -180,3 +180,43 @@ async fn automatic_full_adoption_turns_every_succeeded_vm_into_a_vminstance() {
         world.cleanup().await.unwrap();
     }
 }
+
+#[tokio::test]
+#[ignore = "needs the project's control plane: make e2e"]
+async fn a_vminstance_helm_controller_cannot_install_is_said_on_the_adoption() {
+    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
+    let world = World::new(&client, "vm-import-e2e-nochart", "web", 1, "Halted")
+        .await
+        .unwrap();
+    // A chart that does not exist: the VMInstance release can never be installed.
+    let controller = vm_import_e2e::process::Controller::spawn(&vm_import_e2e::process::Options {
+        full_adoption: true,
+        extra: vec!["--vm-instance-chart=ExternalArtifact:cozy-system/no-such-chart".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    world.request(false).await.unwrap();
+    let message = cluster::wait_for("the reason on the VMAdoption", Duration::from_secs(90), || async {
+        let status = world.adoptions.get(&world.vm_name).await.ok()?.status?;
+        let message = status.message?;
+        (status.phase == Phase::WaitingForInstance && message.contains("helm-controller cannot install"))
+            .then_some(message)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {}", futures::executor::block_on(world.status())));
+    println!("{message}");
+    assert!(message.contains(&world.instance_release()), "{message}");
+    assert!(
+        message.contains("no-such-chart"),
+        "helm-controller's own reason: {message}"
+    );
+    // Nothing was lost meanwhile: the data is claimed, the old VM is still there.
+    world.assert_no_data_at_risk().await.unwrap();
+    assert!(
+        world.vms.get_opt(&world.vm_name).await.unwrap().is_some(),
+        "the old VM is kept"
+    );
+    controller.terminate(Duration::from_secs(30)).await.unwrap();
+    world.cleanup().await.unwrap();
+}

@@ -203,7 +203,11 @@ pub async fn reconcile(adoption: Arc<VMAdoption>, ctx: Arc<FullContext>) -> Resu
             }
             _ => {}
         }
-        let message = describe(&step, &plan);
+        let mut message = describe(&step, &plan);
+        // The new VM waits on helm-controller: say why it cannot come.
+        if matches!(step, Step::WaitForInstance) && !observed.release_failures.is_empty() {
+            message = format!("{message}; {}", observed.release_failures.join("; "));
+        }
         // A spec update (stopVM, the only field that may change) is acknowledged too.
         if status.phase != phase
             || status.message.as_deref() != Some(message.as_str())
@@ -389,6 +393,20 @@ async fn exists(apis: &Apis, target: &Target) -> Result<bool, FullError> {
 struct Observation {
     state: handoff::Observed,
     pvs: Vec<Option<Value>>,
+    /// Why helm-controller cannot install one of the apps, when it says so.
+    release_failures: Vec<String>,
+}
+
+/// helm-controller's reason for release `release` (JSON) not being Ready, when its
+/// `Ready` condition for the current generation is `False`.
+fn release_failure(release: &Value) -> Option<String> {
+    let facts = vm_import_core::sync::ReleaseFacts::of_release(release);
+    let ready = facts.ready?;
+    let current = ready.observed_generation.is_none_or(|g| Some(g) == facts.generation);
+    (current && ready.status == "False").then(|| {
+        let name = release.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
+        format!("helm-controller cannot install {name}: {}", ready.message)
+    })
 }
 
 fn claim_state(claim: &PersistentVolumeClaim) -> ClaimState {
@@ -417,6 +435,7 @@ async fn observe(
     };
     let mut disks = Vec::new();
     let mut pvs = Vec::new();
+    let mut release_failures = Vec::new();
     for d in &plan.disks {
         let pv = get(&apis.pvs, &d.pv).await?;
         disks.push(ObservedDisk {
@@ -442,13 +461,20 @@ async fn observe(
             data_volume: get(&apis.data_volumes, &d.new_claim).await?.map(|dv| DataVolumeState {
                 helm_release: dv.annotations().get("meta.helm.sh/release-name").cloned(),
             }),
-            disk_release: get(&apis.releases, &d.new_claim).await?.is_some(),
+            disk_release: match get(&apis.releases, &d.new_claim).await? {
+                Some(release) => {
+                    release_failures.extend(release_failure(&to_json(&release)));
+                    true
+                }
+                None => false,
+            },
         });
         pvs.push(pv.as_ref().map(to_json));
     }
-    let instance_release = get(&apis.releases, &plan.instance_release)
-        .await?
-        .map(|hr| hr.data["spec"]["values"]["runStrategy"].as_str().map(str::to_owned));
+    let instance_release = get(&apis.releases, &plan.instance_release).await?.map(|hr| {
+        release_failures.extend(release_failure(&to_json(&hr)));
+        hr.data["spec"]["values"]["runStrategy"].as_str().map(str::to_owned)
+    });
     let new_vm = get(&apis.vms, &plan.instance_release).await?.is_some();
     Ok(Observation {
         state: handoff::Observed {
@@ -458,6 +484,7 @@ async fn observe(
             new_vm,
         },
         pvs,
+        release_failures,
     })
 }
 
@@ -731,4 +758,32 @@ fn set_ready(status: &mut VMAdoptionStatus, adoption: &VMAdoption, value: &str, 
 pub fn error_policy(adoption: Arc<VMAdoption>, error: &FullError, _: Arc<FullContext>) -> Action {
     warn!(adoption = %adoption.name_any(), %error, "full adoption step failed; retrying");
     Action::requeue(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_helm_controller_cannot_install_is_named_with_its_reason() {
+        let release = |status: &str, generation: i64| {
+            json!({"metadata": {"name": "vm-instance-web", "generation": 2},
+                   "status": {"conditions": [{"type": "Ready", "status": status, "observedGeneration": generation,
+                       "message": "could not get Source object: ExternalArtifact \"x\" not found"}]}})
+        };
+        assert_eq!(
+            release_failure(&release("False", 2)).as_deref(),
+            Some(
+                "helm-controller cannot install vm-instance-web: could not get Source object: ExternalArtifact \"x\" not found"
+            )
+        );
+        assert_eq!(release_failure(&release("False", 1)), None, "about an older generation");
+        assert_eq!(release_failure(&release("True", 2)), None);
+        assert_eq!(release_failure(&release("Unknown", 2)), None);
+        assert_eq!(
+            release_failure(&json!({"metadata": {"name": "x"}})),
+            None,
+            "no status yet"
+        );
+    }
 }
