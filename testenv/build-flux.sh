@@ -9,7 +9,8 @@
 # carries replace directives for their own api/ module), so each is built from a
 # writable copy of its module with that replace dropped and the api module taken at the
 # same version. Go modules and the build cache stay in Go's per-user caches: a warm
-# rebuild takes seconds, a cold one about 11 min per controller on 2 cores.
+# rebuild takes seconds, a cold one 2-3 min per controller on 2 cores (after kube-apiserver,
+# whose modules they mostly share).
 set -euo pipefail
 
 HELM_CONTROLLER_VERSION=v1.6.4
@@ -24,7 +25,7 @@ build() { # controller, version
     echo "$out"
     return
   fi
-  echo "building $name $version from the Go module proxy (about 11 min cold, seconds warm)" >&2
+  echo "building $name $version from the Go module proxy (2-3 min with a cold Go cache after kube-apiserver, seconds warm)" >&2
   local started=$SECONDS src work
   src="$(go mod download -json "github.com/fluxcd/$name@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   [[ -d "$src" ]] || { echo "testenv/build-flux.sh: go mod download gave no directory for $name@$version" >&2; exit 1; }
