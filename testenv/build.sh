@@ -18,7 +18,7 @@ fi
 
 command -v go >/dev/null || { echo "testenv/build.sh: Go is needed to build the control plane" >&2; exit 1; }
 mkdir -p "$out.tmp"
-echo "building kube-apiserver and kube-controller-manager $version (about 10 min cold, on 2 cores)" >&2
+echo "building kube-apiserver and kube-controller-manager $version (4-8 min with cold Go caches on 2 cores, seconds warm)" >&2
 started=$SECONDS
 # CGO off: static binaries. nojsonv2: from Go 1.27, the experimental encoding/json v2
 # makes the API server serve malformed OpenAPI (kubectl apply and helm then fail); the
