@@ -42,6 +42,9 @@ use crate::{
 /// Name under which the controller reports Events and identifies itself.
 pub const CONTROLLER_NAME: &str = "vm-import-adoption-controller";
 
+/// How long a graceful shutdown waits for the reconciles in flight.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why the process could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -215,6 +218,24 @@ pub async fn run_controller(
         records: record_writer,
     };
     let stop = stop.shared();
+    // kube's controllers start reconciling only once their caches are complete, and a
+    // graceful shutdown stops the watches that would complete them: stopped before its
+    // caches synced, a controller would wait for them for ever. Nothing can be in flight
+    // then, so the term ends at once (and, once synced, a graceful shutdown may take at
+    // most SHUTDOWN_GRACE for the reconciles in flight).
+    let synced = ready.clone();
+    let stuck = {
+        let stop = stop.clone();
+        async move {
+            stop.await;
+            if synced.load(Ordering::Relaxed) {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running after the grace period; exiting");
+            } else {
+                info!("stopped before the caches synced: nothing was in flight");
+            }
+        }
+    };
     let labels = controller::drain(controller::run(watches, writers, ctx, config, stop.clone()));
     let full = match full {
         Some(charts) if vmadoption_api_served(client).await => Some(charts),
@@ -227,73 +248,79 @@ pub async fn run_controller(
         }
         None => None,
     };
-    match full {
-        None => labels.await,
-        Some(charts) => {
-            let full_ctx = Arc::new(FullContext {
-                client: client.clone(),
-                metrics: metrics.clone(),
-                recorder: Recorder::new(
-                    client.clone(),
-                    Reporter {
-                        controller: CONTROLLER_NAME.into(),
-                        instance: Some(identity.to_owned()),
-                    },
-                ),
-                charts: charts.clone(),
-                recheck: full::SAFETY_RECHECK,
-            });
-            // Reflected here rather than by `Controller::new`, so that a relist's
-            // triggers wait for the complete store (see `triggers`).
-            let (store, writer) = reflector::store::<VMAdoption>();
-            let stream = resilient(
-                Api::<VMAdoption>::all(client.clone()),
-                watcher::Config::default(),
-                "vmadoptions",
-                &metrics.watches,
-            )
-            .reflect(writer);
-            // What an adoption waits on, so that it goes on as soon as that changes: its
-            // VM (stopped, label-adopted, deleted) and the new VM helm-controller renders,
-            // and the claims it created (bound). Metadata only, and not cached.
-            let vms = resilient(
-                Api::<VmMeta>::all(client.clone()),
-                watcher::Config::default(),
-                "adoption_vms",
-                &metrics.watches,
-            );
-            let claims = resilient(
-                Api::<PartialObjectMeta<PersistentVolumeClaim>>::all(client.clone()),
-                watcher::Config::default().labels(full::LABEL_ADOPTION),
-                "adoption_claims",
-                &metrics.watches,
-            );
-            // The VMInstance releases full adoption created: their values edits and
-            // helm-controller's status changes trigger the sync.
-            let releases = resilient(
-                Api::<PartialObjectMeta<HelmRelease>>::all(client.clone()),
-                watcher::Config::default().labels(full::LABEL_ADOPTION),
-                "adoption_releases",
-                &metrics.watches,
-            );
-            let by_vm = store.clone();
-            let adoptions = Controller::for_stream(triggers("vmadoptions", stream, |_| None, false), store)
-                .with_config(kube::runtime::controller::Config::default().concurrency(4))
-                .watches_stream(triggers("adoption_vms", vms, |_| None, true), move |vm: VmMeta| {
-                    full::adoptions_waiting_on(&by_vm, &vm)
-                })
-                .watches_stream(
-                    triggers("adoption_claims", claims, |_| None, false),
-                    |claim: PartialObjectMeta<PersistentVolumeClaim>| full::adoption_of_claim(&claim),
+    let work = async move {
+        match full {
+            None => labels.await,
+            Some(charts) => {
+                let full_ctx = Arc::new(FullContext {
+                    client: client.clone(),
+                    metrics: metrics.clone(),
+                    recorder: Recorder::new(
+                        client.clone(),
+                        Reporter {
+                            controller: CONTROLLER_NAME.into(),
+                            instance: Some(identity.to_owned()),
+                        },
+                    ),
+                    charts: charts.clone(),
+                    recheck: full::SAFETY_RECHECK,
+                });
+                // Reflected here rather than by `Controller::new`, so that a relist's
+                // triggers wait for the complete store (see `triggers`).
+                let (store, writer) = reflector::store::<VMAdoption>();
+                let stream = resilient(
+                    Api::<VMAdoption>::all(client.clone()),
+                    watcher::Config::default(),
+                    "vmadoptions",
+                    &metrics.watches,
                 )
-                .watches_stream(
-                    triggers("adoption_releases", releases, |_| None, false),
-                    |release: PartialObjectMeta<HelmRelease>| full::adoption_of_release(&release),
-                )
-                .graceful_shutdown_on(stop)
-                .run(full::reconcile, full::error_policy, full_ctx);
-            futures::future::join(labels, drain_adoptions(adoptions)).await;
+                .reflect(writer);
+                // What an adoption waits on, so that it goes on as soon as that changes: its
+                // VM (stopped, label-adopted, deleted) and the new VM helm-controller renders,
+                // and the claims it created (bound). Metadata only, and not cached.
+                let vms = resilient(
+                    Api::<VmMeta>::all(client.clone()),
+                    watcher::Config::default(),
+                    "adoption_vms",
+                    &metrics.watches,
+                );
+                let claims = resilient(
+                    Api::<PartialObjectMeta<PersistentVolumeClaim>>::all(client.clone()),
+                    watcher::Config::default().labels(full::LABEL_ADOPTION),
+                    "adoption_claims",
+                    &metrics.watches,
+                );
+                // The VMInstance releases full adoption created: their values edits and
+                // helm-controller's status changes trigger the sync.
+                let releases = resilient(
+                    Api::<PartialObjectMeta<HelmRelease>>::all(client.clone()),
+                    watcher::Config::default().labels(full::LABEL_ADOPTION),
+                    "adoption_releases",
+                    &metrics.watches,
+                );
+                let by_vm = store.clone();
+                let adoptions = Controller::for_stream(triggers("vmadoptions", stream, |_| None, false), store)
+                    .with_config(kube::runtime::controller::Config::default().concurrency(4))
+                    .watches_stream(triggers("adoption_vms", vms, |_| None, true), move |vm: VmMeta| {
+                        full::adoptions_waiting_on(&by_vm, &vm)
+                    })
+                    .watches_stream(
+                        triggers("adoption_claims", claims, |_| None, false),
+                        |claim: PartialObjectMeta<PersistentVolumeClaim>| full::adoption_of_claim(&claim),
+                    )
+                    .watches_stream(
+                        triggers("adoption_releases", releases, |_| None, false),
+                        |release: PartialObjectMeta<HelmRelease>| full::adoption_of_release(&release),
+                    )
+                    .graceful_shutdown_on(stop)
+                    .run(full::reconcile, full::error_policy, full_ctx);
+                futures::future::join(labels, drain_adoptions(adoptions)).await;
+            }
         }
+    };
+    tokio::select! {
+        () = work => {}
+        () = stuck => {}
     }
     readiness.abort();
 }
