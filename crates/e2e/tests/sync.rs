@@ -428,3 +428,71 @@ async fn a_resize_made_while_a_stop_is_being_applied_survives() {
     controller.terminate(Duration::from_secs(15)).await.unwrap();
     world.cleanup().await.unwrap();
 }
+
+#[tokio::test]
+#[ignore = "needs the project's control plane: make e2e"]
+async fn a_stop_and_a_resize_survive_forced_upgrades_with_drift_detection_on() {
+    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
+    let (world, controller) = adopted(&client, "vm-import-sync-drift").await;
+    let vm = world.instance_release();
+    // Cozystack's releases set no drift detection; an operator may turn it on.
+    patch(
+        &world.releases,
+        &vm,
+        "kubectl-patch",
+        json!({"spec": {"driftDetection": {"mode": "enabled"}, "values": {"runStrategy": "Always"}}}),
+    )
+    .await;
+    cluster::wait_for("VM rendered Always", Duration::from_secs(30), || async {
+        (vm_spec(&world).await["runStrategy"] == "Always").then_some(())
+    })
+    .await
+    .unwrap();
+    flux::wait_ready(&world.releases, &vm, Duration::from_secs(30))
+        .await
+        .unwrap();
+    wait_condition(&world, "True", "InSync", Duration::from_secs(30))
+        .await
+        .unwrap();
+    // A stop through KubeVirt's API, then a resize by hand, each once the previous one
+    // is in the values and applied.
+    stop(&client, &world.ns, &vm).await;
+    let last = std::sync::Mutex::new(serde_json::Value::Null);
+    cluster::wait_for("the stop in the values, applied", Duration::from_secs(30), || async {
+        let release = world.releases.get(&vm).await.ok()?;
+        *last.lock().unwrap() =
+            json!({"spec.values": release.data["spec"]["values"], "status": release.data["status"]});
+        let ready = flux::ready(&release).is_some_and(|(s, ..)| s == "True");
+        (ready && release.data["spec"]["values"]["runStrategy"] == "Halted").then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; the release as last read: {}", last.lock().unwrap()));
+    patch(
+        &world.vms,
+        &vm,
+        "kubectl-patch",
+        json!({"spec": {"template": {"spec": {"domain": {"cpu": {"cores": 3}}}}}}),
+    )
+    .await;
+    cluster::wait_for("the resize in the values", Duration::from_secs(30), || async {
+        (values(&world).await["resources"]["cpu"] == 3).then_some(())
+    })
+    .await
+    .unwrap();
+    for round in 0..2 {
+        flux::force_upgrade(&world.releases, &vm, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let spec = vm_spec(&world).await;
+        assert_eq!(spec["runStrategy"], "Halted", "round {round}: the stop survives");
+        assert_eq!(
+            spec["template"]["spec"]["domain"]["cpu"]["cores"], 3,
+            "round {round}: the resize survives"
+        );
+    }
+    wait_condition(&world, "True", "InSync", Duration::from_secs(30))
+        .await
+        .unwrap();
+    controller.terminate(Duration::from_secs(15)).await.unwrap();
+    world.cleanup().await.unwrap();
+}
