@@ -13,7 +13,8 @@
 #                                     from crates/e2e): the aggregated subresource API,
 #                                     the virt-controller stand-in and the VMI metrics,
 #                                     with VictoriaMetrics scraping them (its URL in
-#                                     $VM_IMPORT_CLUSTER_DIR/metrics-url)
+#                                     $VM_IMPORT_CLUSTER_DIR/metrics-url), and Xvnc as
+#                                     every running VM's screen
 #   scripts/cluster.sh down apiserver|etcd|controller-manager|helm-controller|source-controller
 #                                     stop one process, keeping every byte of data
 #   scripts/cluster.sh up apiserver|etcd|controller-manager|helm-controller|source-controller
@@ -255,8 +256,10 @@ start_kubevirt() { # the vm-import-test-kubevirt binary
   local p="$dir/pki" bin="${1:-$(cat "$dir/kubevirt-bin" 2>/dev/null)}"
   [[ -x "$bin" ]] || die "kubevirt: no binary ${bin:-given} (cargo build -p vm-import-e2e --bins)"
   echo "$bin" >"$dir/kubevirt-bin"
+  start_vnc
   KUBECONFIG="$dir/kubeconfig" VM_IMPORT_E2E=1 launch kubevirt "$bin" --cert "$p/virt-api.crt" --key "$p/virt-api.key" \
-    --ca "$p/ca.crt" --port "$(port virt-api)" --metrics-port "$(port kubevirt-metrics)"
+    --ca "$p/ca.crt" --port "$(port virt-api)" --metrics-port "$(port kubevirt-metrics)" \
+    --vnc-addr "127.0.0.1:$(port vnc)"
   local deadline=$((SECONDS + 90))
   until [[ "$(kubectl get apiservice v1.subresources.kubevirt.io \
     -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null)" == True ]]; do
@@ -266,6 +269,27 @@ start_kubevirt() { # the vm-import-test-kubevirt binary
   done
   echo "kubevirt: v1.subresources.kubevirt.io Available through the API server (test virt-api on https://127.0.0.1:$(port virt-api))" >&2
   start_victoria_metrics
+}
+
+# The VMs' screen: Debian's TigerVNC Xvnc on loopback, no password (only the test
+# virt-api, behind the API server, connects to it), its root window one known colour.
+VNC_COLOUR="#2e8b57"
+start_vnc() {
+  command -v Xvnc >/dev/null || die "Xvnc is missing: apt-get install tigervnc-standalone-server (scripts/install-tools.sh does)"
+  alive vnc && return
+  local display=50
+  while [[ -e "/tmp/.X$display-lock" || -e "/tmp/.X11-unix/X$display" ]]; do display=$((display + 1)); done
+  echo "$display" >"$dir/vnc-display"
+  launch vnc Xvnc ":$display" -rfbport "$(port vnc)" -localhost -interface 127.0.0.1 -SecurityTypes None \
+    -geometry 800x600 -depth 24 -nolisten tcp -AlwaysShared -desktop vm-import-test
+  local deadline=$((SECONDS + 20))
+  until DISPLAY=":$display" xsetroot -solid "$VNC_COLOUR" 2>/dev/null; do
+    alive vnc || die "Xvnc exited; see $dir/logs/vnc.log"
+    ((SECONDS < deadline)) || die "Xvnc not up in 20 s; see $dir/logs/vnc.log"
+    sleep 0.2
+  done
+  echo "$VNC_COLOUR" >"$dir/vnc-colour"
+  echo "vnc: Xvnc :$display on 127.0.0.1:$(port vnc), root window $VNC_COLOUR" >&2
 }
 
 # VictoriaMetrics single-node (Debian's victoria-metrics, the engine of Cozystack's
@@ -333,7 +357,7 @@ cmd_start() {
   mkdir -p "$dir/logs" "$dir/ports"
   echo "$bin" >"$dir/bin"
   for name in etcd etcd-peer apiserver charts sc-metrics sc-health sc-storage hc-metrics hc-health virt-api \
-    kubevirt-metrics victoria-metrics; do
+    kubevirt-metrics victoria-metrics vnc; do
     free_port >"$dir/ports/$name"
   done
   pki
@@ -351,7 +375,7 @@ cmd_start() {
 
 cmd_stop() {
   [[ -d "$dir" ]] || return 0
-  for name in victoria-metrics kubevirt helm-controller source-controller charts controller-manager apiserver etcd; do
+  for name in victoria-metrics kubevirt vnc helm-controller source-controller charts controller-manager apiserver etcd; do
     stop_one "$name"
   done
   rm -rf "$dir"
@@ -369,10 +393,10 @@ case "${1:-}" in
   kubevirt) start_kubevirt "${2:-}" ;;
   down)
     case "${2:-}" in
-      apiserver | etcd | controller-manager | helm-controller | source-controller | kubevirt | victoria-metrics)
+      apiserver | etcd | controller-manager | helm-controller | source-controller | kubevirt | victoria-metrics | vnc)
         stop_one "$2"
         ;;
-      *) die "down apiserver|etcd|controller-manager|helm-controller|source-controller|kubevirt|victoria-metrics" ;;
+      *) die "down apiserver|etcd|controller-manager|helm-controller|source-controller|kubevirt|victoria-metrics|vnc" ;;
     esac
     ;;
   up)

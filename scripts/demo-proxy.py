@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""The demo's stand-in for the platform's sign-in proxy: listens on loopback and
-forwards every request to the console with `Authorization: Bearer <token>`, the token
-read from a file. The console itself never sees a request without the proxy's header.
+"""The demo's and the browser tests' stand-in for the platform's sign-in proxy: listens
+on loopback and forwards every request to the console with `Authorization: Bearer
+<token>`, the token read from a file; a websocket upgrade (a VM's screen or serial
+console) is forwarded the same way, then tunnelled both ways. The console itself never
+sees a request without the proxy's header.
 
 Usage: demo-proxy.py LISTEN_PORT CONSOLE_PORT TOKEN_FILE
 """
 import http.client
 import http.server
+import socket
 import sys
+import threading
 
 LISTEN, UPSTREAM, TOKEN_FILE = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 with open(TOKEN_FILE, encoding="utf-8") as f:
@@ -18,7 +22,46 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connec
 class Proxy(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    def tunnel(self):
+        """Replays the upgrade request upstream with the token, then copies bytes."""
+        try:
+            up = socket.create_connection(("127.0.0.1", UPSTREAM), timeout=30)
+        except OSError as e:
+            self.send_error(502, f"console unreachable: {e}")
+            return
+        up.settimeout(None)
+        lines = [f"{self.command} {self.path} HTTP/1.1"]
+        for k, v in self.headers.items():
+            if k.lower() != "authorization":
+                lines.append(f"{k}: {v}")
+        lines.append(f"Authorization: Bearer {TOKEN}")
+        up.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self.close_connection = True
+        down = self.connection
+
+        def pump(src, dst):
+            try:
+                while chunk := src.recv(65536):
+                    dst.sendall(chunk)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        back = threading.Thread(target=pump, args=(up, down), daemon=True)
+        back.start()
+        pump(down, up)
+        back.join()
+        up.close()
+
     def forward(self):
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            self.tunnel()
+            return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}

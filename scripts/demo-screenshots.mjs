@@ -38,4 +38,6 @@ await shot("/ns/tenant-demo", "imported-vms", () => document.body.innerText.incl
 await shot("/ns/tenant-demo/vms/web-01", "running-vm-charts", () => !document.body.innerText.includes("No data in this period"));
 // The fully adopted VM, its VMInstance and VMDisk, and the sync.
 await shot("/ns/tenant-demo/vms/vm-instance-db-01", "fully-adopted", () => document.body.innerText.includes("db-01"));
+// web-01's screen through KubeVirt's `vnc` subresource (Xvnc in the demo).
+await shot("/ns/tenant-demo/vms/web-01/vnc", "vm-screen", () => document.querySelector("#stream")?.dataset.state === "connected");
 await browser.close();

@@ -11,7 +11,8 @@
 #   5. starts web-01 through KubeVirt's API, fully adopts db-01 (a VMInstance and a VMDisk
 #      through the real helm-controller, on the same PV), then stops it and shows the
 #      stop in its release's values (the two-way sync);
-#   6. runs the "Imported VMs" console, with charts from VictoriaMetrics, behind a
+#   6. runs the "Imported VMs" console, with charts from VictoriaMetrics and web-01's
+#      screen (Xvnc, through KubeVirt's `vnc` subresource) and serial console, behind a
 #      stand-in for the platform's sign-in proxy, with a ready token of a tenant user,
 #      and prints its URL.
 # `make demo-stop` (scripts/demo.sh stop) ends all of it.
@@ -116,6 +117,7 @@ target/debug/vm-import-console --http-addr "127.0.0.1:$console_port" \
   --api-server "$(sed -n 's/.*server: "\([^"]*\)".*/\1/p' "$KUBECONFIG" | head -1)" \
   --ca-file "$VM_IMPORT_CLUSTER_DIR/pki/ca.crt" --secure-cookies=false \
   --metrics-url "$(cat "$VM_IMPORT_CLUSTER_DIR/metrics-url")" \
+  --vendor-dir "$root/crates/vm-import-console/web/node_modules" \
   --default-namespace tenant-demo >"$demo/console.log" 2>&1 &
 echo $! >"$demo/console.pid"
 python3 scripts/demo-proxy.py "$port" "$console_port" "$demo/token" >"$demo/proxy.log" 2>&1 &
@@ -133,6 +135,8 @@ cat <<MSG
 
 The "Imported VMs" console: http://127.0.0.1:$port/
   (signed in as tenant-demo's demo-user; the controller's metrics: http://127.0.0.1:$controller_port/metrics)
+  web-01's screen (VNC) and serial console: http://127.0.0.1:$port/ns/tenant-demo/vms/web-01/vnc
+                                            http://127.0.0.1:$port/ns/tenant-demo/vms/web-01/serial
 Try:   $(scripts/cluster.sh env)
        kubectl -n tenant-demo get virtualmachines.kubevirt.io,configmaps
        target/debug/kubectl-vm_import -n tenant-demo list    (kubectl vm-import, once on the PATH)

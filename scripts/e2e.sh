@@ -20,6 +20,11 @@ export VM_IMPORT_CONTROLLER_BIN="$PWD/target/debug/vm-import-adoption-controller
 scripts/cluster.sh kubevirt "$PWD/target/debug/vm-import-test-kubevirt"
 VM_IMPORT_METRICS_URL="$(cat "$VM_IMPORT_CLUSTER_DIR/metrics-url")"
 export VM_IMPORT_METRICS_URL
+# The VM screens' colour, and the console's noVNC and xterm.js (scripts/install-tools.sh).
+VM_IMPORT_VNC_COLOUR="$(cat "$VM_IMPORT_CLUSTER_DIR/vnc-colour")"
+export VM_IMPORT_VNC_COLOUR
+export VM_IMPORT_VNC_KEYS_URL="http://127.0.0.1:$(cat "$VM_IMPORT_CLUSTER_DIR/ports/kubevirt-metrics")/vnc-keys"
+export VM_IMPORT_CONSOLE_VENDOR_DIR="$PWD/crates/vm-import-console/web/node_modules"
 echo "e2e: the real-cluster tests (VM_IMPORT_E2E=1), against $(sed -n 's/.*server: "\([^"]*\)".*/\1/p' "$KUBECONFIG" | head -1)"
 # The fault tests run last: stopping the API server and etcd leaves the Flux
 # controllers re-establishing their watches for tens of seconds afterwards, which a
@@ -35,6 +40,7 @@ cargo nextest run --locked --workspace --run-ignored only --no-fail-fast \
 # engine would add their own load.
 scripts/cluster.sh down kubevirt
 scripts/cluster.sh down victoria-metrics
+scripts/cluster.sh down vnc
 # The controller as it ships (release profile); the harness itself needs no optimising.
 cargo build --locked --release -p vm-import-adoption-controller
 target/debug/vm-import-load --controller-bin target/release/vm-import-adoption-controller \

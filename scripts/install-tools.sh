@@ -6,6 +6,8 @@
 #   Debian's chromium                                    for the console's browser tests (apt)
 #   Debian's etcd-server                                 for the real control plane (apt)
 #   Debian's victoria-metrics                            the metrics engine of the tests (apt)
+#   Debian's tigervnc-standalone-server, x11-xserver-utils  the test VMs' screen (Xvnc, xsetroot)
+#   crates/vm-import-console/web/node_modules            noVNC and xterm.js from npm (lockfile)
 #   crates/vm-import-console/tests/browser/node_modules  playwright-core from npm (lockfile)
 # Safe to re-run: each tool is installed once.
 set -euo pipefail
@@ -58,10 +60,17 @@ apt_install() { # command, package
 apt_install chromium chromium
 apt_install etcd etcd-server
 apt_install victoria-metrics victoria-metrics
+# A VM's screen in the test world: a real VNC server, showing a known colour.
+apt_install Xvnc tigervnc-standalone-server
+apt_install xsetroot x11-xserver-utils
 
 browser="$root/crates/vm-import-console/tests/browser"
 if [[ ! -d "$browser/node_modules/playwright-core" ]]; then
   (cd "$browser" && npm ci --silent --no-audit --no-fund)
+fi
+web="$root/crates/vm-import-console/web"
+if [[ ! -f "$web/node_modules/@novnc/novnc/core/rfb.js" || ! -f "$web/node_modules/@xterm/xterm/lib/xterm.mjs" ]]; then
+  (cd "$web" && npm ci --silent --no-audit --no-fund)
 fi
 
 echo "tools: $(etcd --version | head -1) $("$tools/bin/helm4" version --short) $("$tools/bin/helm3" version --short) kubernetes-validate $("$tools/venv/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p') $(chromium --version 2>/dev/null | head -1)"

@@ -11,7 +11,9 @@
 //! - [`harness`]: the real controller, run in-process;
 //! - [`process`]: the controller as a process, its metrics, and the control plane's
 //!   processes (for the fault tests);
-//! - [`tenant`]: a test namespace holding what Forklift would create.
+//! - [`tenant`]: a test namespace holding what Forklift would create;
+//! - [`kubevirt`], [`virt_api`]: KubeVirt's part, served through the aggregation layer,
+//!   with [`rfb`] reading the keys a VNC viewer types.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
@@ -21,5 +23,6 @@ pub mod harness;
 pub mod kubevirt;
 pub mod objects;
 pub mod process;
+pub mod rfb;
 pub mod tenant;
 pub mod virt_api;

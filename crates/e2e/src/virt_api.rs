@@ -5,12 +5,27 @@
 //! `printableStatus`, and virt-handler's metrics of the running VMIs, for a real metrics
 //! engine to scrape. The decisions are [`crate::kubevirt`]'s; this module reads and
 //! writes the API server with the admin client.
+//!
+//! It also serves each running VMI's `vnc` and `console` streams as virt-api does: a
+//! websocket with the subprotocol `plain.kubevirt.io` carrying the raw stream in binary
+//! frames (`staging/src/kubevirt.io/client-go/kubecli/websocket.go`), here piped to a
+//! real VNC server (Debian's Xvnc) and to a process on a pseudo-terminal; a stream ends
+//! when its VMI goes away. The keys a VNC viewer types are noted, for the tests to read.
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::Stdio,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use axum::{
     Json, Router,
-    extract::{Path as UrlPath, State},
+    extract::{
+        FromRef, Path as UrlPath, State,
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+    },
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, put},
@@ -24,17 +39,47 @@ use hyper_util::{
 use kube::{
     Api, Client,
     api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
-    runtime::{WatchStreamExt, watcher},
+    runtime::{WatchStreamExt, conditions, wait::await_condition, watcher},
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
 use tokio_rustls::{TlsAcceptor, rustls};
 
 use crate::{
     cluster::{self, Error, failed},
     kubevirt::{self, Change},
+    rfb::ClientReader,
 };
+
+/// Where the VMIs' streams go: one VNC server and one serial command for every VMI.
+#[derive(Debug, Default)]
+pub struct Streams {
+    /// The VNC server (RFB over TCP) behind every `vnc`.
+    pub vnc: Option<SocketAddr>,
+    /// The command run on a pseudo-terminal behind every `console`, one per session.
+    pub serial: Vec<String>,
+    /// The keysyms VNC viewers pressed, oldest first.
+    pub keys: Mutex<Vec<u32>>,
+}
+
+/// What the virt-api routes share.
+#[derive(Clone)]
+pub struct VirtApi {
+    /// The admin client.
+    pub client: Client,
+    /// The streams' backends.
+    pub streams: Arc<Streams>,
+}
+
+impl FromRef<VirtApi> for Client {
+    fn from_ref(api: &VirtApi) -> Self {
+        api.client.clone()
+    }
+}
 
 const GROUP: &str = "subresources.kubevirt.io";
 
@@ -150,8 +195,159 @@ fn all(client: &Client, api_version: &str, kind: &str, plural: &str) -> Api<Dyna
     Api::all_with(client.clone(), &resource)
 }
 
-/// The virt-api routes: discovery, and the three lifecycle subresources.
-pub fn router(client: Client) -> Router {
+/// A VMI's `vnc` or `console`, as virt-api serves it: 404 without the VMI, 400 unless it
+/// runs, else the websocket, piped to the backend until the VMI goes away.
+async fn stream(
+    State(api): State<VirtApi>,
+    UrlPath((namespace, name, which)): UrlPath<(String, String, String)>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !matches!(which.as_str(), "vnc" | "console") {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("the server could not find the requested resource ({which})"),
+            &name,
+        );
+    }
+    let instances = vmis(&api.client, &namespace);
+    let vmi = match instances.get_opt(&name).await {
+        Ok(Some(vmi)) => vmi,
+        Ok(None) => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("virtualmachineinstance.kubevirt.io \"{name}\" not found"),
+                &name,
+            );
+        }
+        Err(e) => return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string(), &name),
+    };
+    let phase = vmi.data["status"]["phase"].as_str().unwrap_or("").to_owned();
+    if phase != "Running" {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("Unable to connect to VM because phase is {phase} instead of Running"),
+            &name,
+        );
+    }
+    let uid = vmi.metadata.uid.clone().unwrap_or_default();
+    let gone = async move {
+        let _ = await_condition(instances, &name, conditions::is_deleted(&uid)).await;
+    };
+    let streams = Arc::clone(&api.streams);
+    let backend_missing = || {
+        status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            format!("no {which} backend"),
+            "",
+        )
+    };
+    if which == "vnc" {
+        let Some(addr) = streams.vnc else {
+            return backend_missing();
+        };
+        let tcp = match TcpStream::connect(addr).await {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                return status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    format!("VNC server: {e}"),
+                    "",
+                );
+            }
+        };
+        return upgrade
+            .protocols(["plain.kubevirt.io"])
+            .on_upgrade(move |socket| async move {
+                let (reader, writer) = tcp.into_split();
+                pipe(socket, reader, writer, Some(streams), gone).await;
+            });
+    }
+    let Some((program, args)) = streams.serial.split_first() else {
+        return backend_missing();
+    };
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("serial: {e}"),
+                "",
+            );
+        }
+    };
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return backend_missing();
+    };
+    upgrade
+        .protocols(["plain.kubevirt.io"])
+        .on_upgrade(move |socket| async move {
+            pipe(socket, stdout, stdin, None, gone).await;
+            drop(child);
+        })
+}
+
+/// Copies binary frames to `writer` and `reader`'s bytes to binary frames, until either
+/// ends or `gone` resolves; then closes the websocket. With `keys`, the client's bytes
+/// are read as RFB and its key presses noted.
+async fn pipe(
+    mut socket: WebSocket,
+    mut reader: impl AsyncRead + Unpin,
+    mut writer: impl AsyncWrite + Unpin,
+    keys: Option<Arc<Streams>>,
+    gone: impl std::future::Future<Output = ()>,
+) {
+    let mut rfb = ClientReader::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::pin!(gone);
+    loop {
+        tokio::select! {
+            () = &mut gone => break,
+            frame = socket.recv() => match frame {
+                Some(Ok(Message::Binary(bytes))) => {
+                    if let Some(streams) = &keys {
+                        let pressed = rfb.feed(&bytes);
+                        streams.keys.lock().unwrap_or_else(PoisonError::into_inner).extend(pressed);
+                    }
+                    if writer.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+            read = reader.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if socket.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
+                        return;
+                    }
+                }
+            },
+        }
+    }
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "the VMI's stream ended".into(),
+        })))
+        .await;
+}
+
+/// The virt-api routes: discovery, the three lifecycle subresources, and the streams.
+pub fn router(client: Client, streams: Arc<Streams>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -167,12 +363,21 @@ pub fn router(client: Client) -> Router {
             &format!("/apis/{GROUP}/v1/namespaces/{{namespace}}/virtualmachines/{{name}}/{{action}}"),
             put(subresource),
         )
-        .with_state(client)
+        .route(
+            &format!("/apis/{GROUP}/v1/namespaces/{{namespace}}/virtualmachineinstances/{{name}}/{{stream}}"),
+            get(stream),
+        )
+        .with_state(VirtApi { client, streams })
 }
 
-/// virt-handler's `/metrics`: the running VMIs of the cluster (one LIST per scrape).
-pub fn metrics_router(client: Client) -> Router {
+/// virt-handler's `/metrics`: the running VMIs of the cluster (one LIST per scrape); and
+/// `/vnc-keys`, the keysyms VNC viewers pressed, for the tests.
+pub fn metrics_router(client: Client, streams: Arc<Streams>) -> Router {
     Router::new()
+        .route(
+            "/vnc-keys",
+            get(move || async move { Json(streams.keys.lock().unwrap_or_else(PoisonError::into_inner).clone()) }),
+        )
         .route(
             "/metrics",
             get(|State(client): State<Client>| async move {

@@ -69,6 +69,10 @@ pub enum Command {
         /// The VM.
         vm: String,
     },
+    /// Open a VM's screen: print the console's page for it, or run `virtctl vnc`.
+    Vnc(StreamArgs),
+    /// Open a VM's serial console: the console's page, or `virtctl console`.
+    Console(StreamArgs),
     /// Show how far a VM's full adoption got.
     Status {
         /// The VM.
@@ -77,6 +81,18 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
+}
+
+/// `vnc`'s and `console`'s options.
+#[derive(Clone, Debug, Args)]
+pub struct StreamArgs {
+    /// The VM.
+    #[arg(value_parser = dns1123_label)]
+    pub vm: String,
+    /// The Imported VMs console's URL (e.g. `https://vms.example`); without it, virtctl
+    /// is run when it is on the PATH.
+    #[arg(long, env = "VM_IMPORT_CONSOLE_URL")]
+    pub console_url: Option<String>,
 }
 
 /// `adopt`'s options.
@@ -192,6 +208,8 @@ mod tests {
             (vec!["k", "adopt", "web", "--timeout", "5"], "--wait"),
             (vec!["k", "list", "-o", "csv"], "csv"),
             (vec!["k", "frobnicate"], "frobnicate"),
+            (vec!["k", "vnc"], "<VM>"),
+            (vec!["k", "console", "Web_1"], "DNS-1123"),
         ] {
             let err = Cli::try_parse_from(&argv).expect_err("refused").to_string();
             assert!(err.contains(needle), "{argv:?}: {err}");

@@ -3,12 +3,47 @@
 
 use vm_import_client::{ClientError, ops};
 
-use crate::cli::{Cli, Command};
+use crate::{
+    cli::{Cli, Command, StreamArgs},
+    screen::{self, Route, ScreenError, Selection, Stream},
+};
+
+/// A failed command.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The cluster's answer, or the request.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// No way to a VM's screen.
+    #[error(transparent)]
+    Screen(#[from] ScreenError),
+}
+
+fn open_stream(cli: &Cli, namespace: &str, stream: Stream, args: &StreamArgs) -> Result<String, PluginError> {
+    let selection = Selection {
+        context: cli.connection.context.clone(),
+        kubeconfig: cli.connection.kubeconfig.clone(),
+    };
+    let virtctl = screen::find_virtctl();
+    match screen::route(
+        stream,
+        namespace,
+        &args.vm,
+        args.console_url.as_deref(),
+        virtctl.as_deref(),
+        &selection,
+    )? {
+        Route::Url(url) => Ok(url),
+        Route::Virtctl(program, argv) => Ok(screen::hand_off(&program, &argv)?),
+    }
+}
 
 /// Runs the parsed command, printing progress to stderr; returns what to print.
-pub async fn run(cli: Cli) -> Result<String, ClientError> {
+pub async fn run(cli: Cli) -> Result<String, PluginError> {
     let (client, namespace) = ops::connect(&cli.connection.clone().into()).await?;
-    match &cli.command {
+    Ok(match &cli.command {
+        Command::Vnc(args) => return open_stream(&cli, &namespace, Stream::Vnc, args),
+        Command::Console(args) => return open_stream(&cli, &namespace, Stream::Serial, args),
         Command::List { all_namespaces, output } => {
             ops::list(&client, &namespace, *all_namespaces, (*output).into()).await
         }
@@ -17,5 +52,5 @@ pub async fn run(cli: Cli) -> Result<String, ClientError> {
         Command::Start { vm } => ops::power(&client, &namespace, vm, "start").await,
         Command::Stop { vm } => ops::power(&client, &namespace, vm, "stop").await,
         Command::Restart { vm } => ops::power(&client, &namespace, vm, "restart").await,
-    }
+    }?)
 }

@@ -15,7 +15,7 @@ use kube::{
 use serde_json::{Value, json};
 use vm_import_api::VMAdoption;
 
-use crate::token::Token;
+use crate::{streams::Stream, token::Token};
 
 /// Where the API server is, and how to trust it.
 #[derive(Clone, Debug)]
@@ -262,6 +262,10 @@ pub struct Permissions {
     pub restart: bool,
     /// `create` on `vmadoptions` (`vm-import.cozystack.io`) in the namespace.
     pub adopt: bool,
+    /// `get` on `virtualmachineinstances/vnc` (`subresources.kubevirt.io`).
+    pub vnc: bool,
+    /// `get` on `virtualmachineinstances/console`.
+    pub serial: bool,
 }
 
 impl Permissions {
@@ -308,11 +312,13 @@ pub async fn permissions(client: &Client, namespace: &str, name: &str) -> Permis
         namespace: Some(namespace.into()),
         ..Default::default()
     };
-    let (start, stop, restart, adopt) = tokio::join!(
+    let (start, stop, restart, adopt, vnc, serial) = tokio::join!(
         review(client, power(Action::Start)),
         review(client, power(Action::Stop)),
         review(client, power(Action::Restart)),
         review(client, adopt),
+        review(client, stream(namespace, name, Stream::Vnc)),
+        review(client, stream(namespace, name, Stream::Serial)),
     );
     // No answer is no verdict: the action is offered and the API server decides.
     Permissions {
@@ -320,7 +326,28 @@ pub async fn permissions(client: &Client, namespace: &str, name: &str) -> Permis
         stop: stop.unwrap_or(true),
         restart: restart.unwrap_or(true),
         adopt: adopt.unwrap_or(true),
+        // A screen is offered only to those shown to be allowed.
+        vnc: vnc.unwrap_or(false),
+        serial: serial.unwrap_or(false),
     }
+}
+
+fn stream(namespace: &str, name: &str, stream: Stream) -> ResourceAttributes {
+    ResourceAttributes {
+        group: Some("subresources.kubevirt.io".into()),
+        resource: Some("virtualmachineinstances".into()),
+        subresource: Some(stream.subresource().into()),
+        verb: Some("get".into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+/// Whether the user may open `stream` of VMI `name`, asked afresh: checked before any
+/// socket is opened to the API server; no answer means no.
+pub async fn may_open(client: &Client, namespace: &str, name: &str, s: Stream) -> bool {
+    review(client, stream(namespace, name, s)).await.unwrap_or(false)
 }
 
 /// Whether the user may `get` the VMs of `namespace`: asked before any metrics query

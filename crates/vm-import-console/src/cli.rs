@@ -40,6 +40,27 @@ pub struct Args {
     /// charts; without it the console says it has no metrics.
     #[arg(long, env = "VM_IMPORT_CONSOLE_METRICS_URL")]
     pub metrics_url: Option<String>,
+    /// The npm install (a `node_modules`) holding `@novnc/novnc` and `@xterm/xterm`, for
+    /// the VM screens and serial consoles; the image installs it from the lockfile.
+    #[arg(
+        long,
+        env = "VM_IMPORT_CONSOLE_VENDOR_DIR",
+        default_value = "/usr/share/vm-import-console/node_modules"
+    )]
+    pub vendor_dir: PathBuf,
+    /// Close a screen or serial console after this many seconds without input.
+    #[arg(long, env = "VM_IMPORT_CONSOLE_STREAM_IDLE_SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    pub stream_idle_seconds: u64,
+    /// At most this many screens and serial consoles open at once per user.
+    #[arg(long, env = "VM_IMPORT_CONSOLE_MAX_STREAMS_PER_USER", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub max_streams_per_user: u64,
+    /// An origin besides the console's own host that may open streams, such as the
+    /// public `https://vms.example` when a proxy in front rewrites `Host` (repeatable,
+    /// or comma-separated in the variable).
+    #[arg(long, env = "VM_IMPORT_CONSOLE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origin: Vec<String>,
     /// Log format.
     #[arg(long, env = "VM_IMPORT_CONSOLE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

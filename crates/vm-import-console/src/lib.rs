@@ -1,6 +1,7 @@
 //! `vm-import-console`: the "Imported VMs" web console. Server-rendered pages list a
 //! namespace's imported VMs with live status, show one in detail, start, stop and
-//! restart it, and request its full adoption after a dry-run preview.
+//! restart it, open its screen (noVNC) and serial console (xterm.js), and request its
+//! full adoption after a dry-run preview.
 //!
 //! It has no Kubernetes privileges of its own: every read and action uses the
 //! requesting user's bearer token (forwarded by the platform's auth proxy), so RBAC
@@ -14,6 +15,8 @@ pub mod cli;
 pub mod metrics;
 pub mod pages;
 pub mod server;
+pub mod streams;
 pub mod token;
 pub mod ttl;
+pub mod upstream;
 pub mod view;

@@ -8,7 +8,8 @@ use vm_import_console::{
     api::Target,
     cli::{Args, LogFormat},
     metrics::Metrics,
-    server::{AppState, router},
+    server::{AppState, StreamSettings, router},
+    streams::Sessions,
 };
 
 #[tokio::main]
@@ -55,7 +56,20 @@ async fn main() -> ExitCode {
         default_namespace: args.default_namespace.clone(),
         permissions: Default::default(),
         metrics,
+        streams: StreamSettings {
+            sessions: Sessions::new(usize::try_from(args.max_streams_per_user).unwrap_or(4)),
+            idle: std::time::Duration::from_secs(args.stream_idle_seconds),
+            allowed_origins: args.allowed_origin.clone(),
+            vendor_dir: args
+                .vendor_dir
+                .join("@novnc/novnc/core/rfb.js")
+                .is_file()
+                .then(|| args.vendor_dir.clone()),
+        },
     };
+    if state.streams.vendor_dir.is_none() {
+        tracing::warn!(dir = %args.vendor_dir.display(), "no noVNC and xterm.js here: VM screens and serial consoles cannot open");
+    }
     let listener = match tokio::net::TcpListener::bind(args.http_addr).await {
         Ok(l) => l,
         Err(e) => {

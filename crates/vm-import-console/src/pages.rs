@@ -7,8 +7,12 @@ use crate::{
     api::{Action, Permissions},
     charts::{self, Plot},
     metrics::{MetricsError, Points, Range, Unit},
+    streams::Stream,
     view::{VmDetail, VmRow},
 };
+
+/// The stream page's script.
+pub const STREAM_JS: &str = include_str!("../assets/stream.js");
 
 /// Cache-busting suffix of the static assets.
 const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -239,6 +243,7 @@ pub fn detail(
             @if let Some(n) = notice { p.notice role="status" { (n) } }
             (action_links(namespace, &d.name, permissions, d.adoptable))
             section data-refresh={ "/ns/" (namespace) "/vms/" (d.name) "/status" } { (detail_status(d)) }
+            (stream_links(namespace, d, permissions))
             h2 id="metrics" { "Metrics" }
             section.metrics data-refresh={ "/ns/" (namespace) "/vms/" (d.name) "/metrics?range=" (range.as_str()) } data-refresh-every="30000" {
                 (metrics(namespace, &d.name, range, plots))
@@ -265,6 +270,69 @@ pub fn detail(
             @if d.record.is_empty() { p.muted { "No tracking ConfigMap, or you may not read it." } } @else {
                 dl.facts { @for (k, v) in &d.record { dt { (k) } dd.mono { (v) } } }
             }
+        },
+    )
+}
+
+/// The screen and serial console: offered while the instance runs, to a user the API
+/// server allows `get` on the subresource; otherwise the reason is said.
+fn stream_links(namespace: &str, d: &VmDetail, permissions: &Permissions) -> Markup {
+    let offered = [
+        (Stream::Vnc, d.screen, permissions.vnc, "the VM has no graphics device"),
+        (
+            Stream::Serial,
+            d.serial,
+            permissions.serial,
+            "the VM has no serial console",
+        ),
+    ];
+    html! {
+        h2 { "Console" }
+        nav.actions.streams {
+            @for (stream, present, allowed, absent) in offered {
+                @if d.running && present && allowed {
+                    a.button href={ "/ns/" (namespace) "/vms/" (d.name) "/" (stream.segment()) } data-stream=(stream.segment()) { (stream.action()) }
+                } @else {
+                    span.button.disabled aria-disabled="true" data-stream=(stream.segment()) title={
+                        @if !present { (absent) }
+                        @else if !allowed { "You may not open it (get on virtualmachineinstances/" (stream.subresource()) " in subresources.kubevirt.io)" }
+                        @else { "The VM is not running" }
+                    } { (stream.action()) }
+                }
+            }
+        }
+        @if !d.running { p.muted { "The screen and the serial console open while the VM runs." } }
+        @else if !permissions.vnc || !permissions.serial {
+            p.muted.denied { "Your permissions do not include: "
+                @if !permissions.vnc { "the screen (get on " code { "virtualmachineinstances/vnc" } ")" }
+                @if !permissions.vnc && !permissions.serial { ", " }
+                @if !permissions.serial { "the serial console (get on " code { "virtualmachineinstances/console" } ")" }
+                "." }
+        }
+    }
+}
+
+/// A VM's screen or serial console. The page's script opens the console's own websocket
+/// (same origin, the CSRF token in its query), which the console proxies to KubeVirt with
+/// the user's token; the token never reaches the browser.
+pub fn stream(namespace: &str, vm: &str, stream: Stream, csrf: &str) -> Markup {
+    let socket = format!("/ns/{namespace}/vms/{vm}/{}/socket?csrf={csrf}", stream.segment());
+    layout(
+        &format!("{vm}: {}", stream.title()),
+        Some(namespace),
+        html! {
+            @if stream == Stream::Serial { link rel="stylesheet" href="/vendor/xterm/css/xterm.css"; }
+            p.crumbs { a href={ "/ns/" (namespace) "/vms/" (vm) } { "← " (vm) } }
+            h1 { (vm) ": " (stream.title()) }
+            nav.actions.stream-tools {
+                button #stream-fullscreen type="button" { "Fullscreen" }
+                @if stream == Stream::Vnc { button #stream-cad type="button" disabled { "Send Ctrl+Alt+Del" } }
+                button #stream-reconnect type="button" { "Reconnect" }
+                span #stream-status role="status" aria-live="polite" { "Connecting…" }
+            }
+            div #stream .stream data-kind=(stream.segment()) data-socket=(socket) {}
+            noscript { p { "The screen and the serial console need JavaScript." } }
+            script type="module" src={ "/static/stream.js?v=" (ASSET_VERSION) } {}
         },
     )
 }

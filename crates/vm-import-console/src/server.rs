@@ -7,13 +7,14 @@
 
 use std::{
     hash::{BuildHasher, RandomState},
+    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
 
 use axum::{
     Form, Router,
-    extract::{Path, Query, Request, State},
+    extract::{Path, Query, Request, State, ws::WebSocketUpgrade},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{Html, IntoResponse, Redirect, Response},
@@ -24,7 +25,8 @@ use kube::Client;
 use maud::Markup;
 use serde::Deserialize;
 use serde_json::Value;
-use tracing::info;
+use tower_http::services::ServeDir;
+use tracing::{info, warn};
 use vm_import_client::{AdoptRequest, ops as commands};
 use vm_import_core::{
     contract::{LABEL_ADOPTED, TRACKING_CONFIGMAP_PREFIX, TRACKING_CONFIGMAP_SELECTOR},
@@ -36,9 +38,10 @@ use crate::{
     charts::Plot,
     metrics::{Chart, Metrics, Range},
     pages::{self, AdoptForm},
+    streams::{Sessions, Stream},
     token::{self, Token},
     ttl::Ttl,
-    view,
+    upstream, view,
 };
 
 /// Name of the CSRF cookie.
@@ -57,6 +60,33 @@ pub struct AppState {
     pub permissions: PermissionCache,
     /// The metrics query API, if configured.
     pub metrics: Metrics,
+    /// The screens' and serial consoles' rules.
+    pub streams: StreamSettings,
+}
+
+/// How VM screens and serial consoles are served.
+#[derive(Clone, Debug)]
+pub struct StreamSettings {
+    /// Open streams per user, capped.
+    pub sessions: Sessions,
+    /// A stream with no input from the browser for this long is closed.
+    pub idle: Duration,
+    /// Origins besides the console's own host that may open a stream (the public URL
+    /// when a proxy in front rewrites `Host`).
+    pub allowed_origins: Vec<String>,
+    /// The npm install holding `@novnc/novnc` and `@xterm/xterm` (a `node_modules`).
+    pub vendor_dir: Option<PathBuf>,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            sessions: Sessions::new(4),
+            idle: Duration::from_secs(15 * 60),
+            allowed_origins: Vec::new(),
+            vendor_dir: None,
+        }
+    }
 }
 
 /// How long an answer about what a user may do is reused.
@@ -90,12 +120,17 @@ impl std::fmt::Debug for PermissionCache {
 }
 
 impl PermissionCache {
-    fn key(&self, headers: &HeaderMap, ns: &str, vm: &str) -> PermissionKey {
+    /// The requesting user, as a keyed hash of their token.
+    fn user(&self, headers: &HeaderMap) -> u64 {
         let token = headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes)
             .unwrap_or_default();
-        (self.hasher.hash_one(token), ns.to_owned(), vm.to_owned())
+        self.hasher.hash_one(token)
+    }
+
+    fn key(&self, headers: &HeaderMap, ns: &str, vm: &str) -> PermissionKey {
+        (self.user(headers), ns.to_owned(), vm.to_owned())
     }
 
     /// What the requesting user may do with VM `vm`: from the cache, or asked anew.
@@ -197,8 +232,15 @@ type Shared = Arc<AppState>;
 
 /// The console's routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut routes = Router::new();
+    if let Some(dir) = &state.streams.vendor_dir {
+        routes = routes
+            .nest_service("/vendor/novnc", ServeDir::new(dir.join("@novnc/novnc")))
+            .nest_service("/vendor/xterm", ServeDir::new(dir.join("@xterm/xterm")));
+    }
+    routes
         .route("/", get(home))
+        .route("/static/stream.js", get(stream_js))
         .route("/healthz", get(|| async { "ok" }))
         .route("/static/console.css", get(css))
         .route("/static/console.js", get(js))
@@ -209,6 +251,30 @@ pub fn router(state: AppState) -> Router {
         .route("/ns/{ns}/vms/{vm}/status", get(status_fragment))
         .route("/ns/{ns}/vms/{vm}/adopt", get(adopt_form).post(adopt_create))
         .route("/ns/{ns}/vms/{vm}/adopt/preview", axum::routing::post(adopt_preview))
+        .route(
+            "/ns/{ns}/vms/{vm}/vnc",
+            get(|s: State<Shared>, h: HeaderMap, p: Path<(String, String)>| stream_page(s, h, p, Stream::Vnc)),
+        )
+        .route(
+            "/ns/{ns}/vms/{vm}/serial",
+            get(|s: State<Shared>, h: HeaderMap, p: Path<(String, String)>| stream_page(s, h, p, Stream::Serial)),
+        )
+        .route(
+            "/ns/{ns}/vms/{vm}/vnc/socket",
+            get(
+                |s: State<Shared>, h: HeaderMap, p: Path<(String, String)>, q: Query<CsrfForm>, u: WebSocketUpgrade| {
+                    stream_socket(s, h, p, q, u, Stream::Vnc)
+                },
+            ),
+        )
+        .route(
+            "/ns/{ns}/vms/{vm}/serial/socket",
+            get(
+                |s: State<Shared>, h: HeaderMap, p: Path<(String, String)>, q: Query<CsrfForm>, u: WebSocketUpgrade| {
+                    stream_socket(s, h, p, q, u, Stream::Serial)
+                },
+            ),
+        )
         .route("/ns/{ns}/vms/{vm}/{action}", get(confirm_page).post(act))
         .layer(middleware::from_fn(log_and_harden))
         .with_state(Arc::new(state))
@@ -221,10 +287,12 @@ async fn log_and_harden(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     info!(%method, %path, status = response.status().as_u16(), "request");
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'"),
-    );
+    // A page may bring its own, stricter or (the serial console's) looser, policy.
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'self'; form-action 'self'; base-uri 'none'",
+        ));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -237,6 +305,13 @@ async fn css() -> impl IntoResponse {
 
 async fn js() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], pages::JS)
+}
+
+async fn stream_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        pages::STREAM_JS,
+    )
 }
 
 fn page(status: StatusCode, markup: Markup) -> Response {
@@ -618,6 +693,105 @@ async fn act(
         Ok(()) => Redirect::to(&format!("{back}?done={}", action.as_str())).into_response(),
         Err(e) => error_page(&e, Some(&back)),
     }
+}
+
+/// A VM's screen or serial console page. What it may open is checked when it opens it.
+async fn stream_page(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, vm)): Path<(String, String)>,
+    stream: Stream,
+) -> Response {
+    if let Err(r) = valid(&[&ns, &vm]) {
+        return r;
+    }
+    let (token, set) = match csrf(&state, &headers) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let mut response = with_cookie(page(StatusCode::OK, pages::stream(&ns, &vm, stream, &token)), set);
+    if stream == Stream::Serial {
+        // xterm.js styles its rows with a <style> element of its own making.
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'",
+            ),
+        );
+    }
+    response
+}
+
+fn refused(status: StatusCode, title: &str, message: &str) -> Response {
+    page(status, pages::message(title, message, None))
+}
+
+/// The websocket of a screen or serial console. In this order: the names, the Origin,
+/// the CSRF token, the user's token, a SelfSubjectAccessReview for the subresource and
+/// the user's cap; only then is a socket opened to the API server, with the user's
+/// token, and the browser's upgrade accepted.
+async fn stream_socket(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, vm)): Path<(String, String)>,
+    Query(q): Query<CsrfForm>,
+    upgrade: WebSocketUpgrade,
+    stream: Stream,
+) -> Response {
+    if let Err(r) = valid(&[&ns, &vm]) {
+        return r;
+    }
+    let header_text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if !crate::streams::origin_allowed(
+        header_text(header::ORIGIN),
+        header_text(header::HOST),
+        &state.streams.allowed_origins,
+    ) {
+        warn!(%ns, %vm, stream = stream.segment(), "stream refused: another origin");
+        return refused(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "This connection did not come from this console.",
+        );
+    }
+    if !csrf_ok(&headers, &q.csrf) {
+        return csrf_refused();
+    }
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !api::may_open(&client, &ns, &vm, stream).await {
+        return error_page(
+            &ApiError::Forbidden(format!(
+                "open the {} of {vm} (get on virtualmachineinstances/{} in subresources.kubevirt.io)",
+                stream.title().to_lowercase(),
+                stream.subresource()
+            )),
+            None,
+        );
+    }
+    let Some(session) = state.streams.sessions.try_open(state.permissions.user(&headers)) else {
+        return refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many open consoles",
+            &format!(
+                "You have {} screens or serial consoles open already. Close one and retry.",
+                state.streams.sessions.cap()
+            ),
+        );
+    };
+    let kubevirt = match upstream::open(&client, &ns, &vm, stream).await {
+        Ok(k) => k,
+        Err(e) => return error_page(&e, None),
+    };
+    let idle = state.streams.idle;
+    info!(%ns, %vm, stream = stream.segment(), "stream opened");
+    upgrade.protocols(["binary"]).on_upgrade(move |browser| async move {
+        let end = upstream::pump(browser, kubevirt, idle).await;
+        drop(session);
+        info!(%ns, %vm, stream = stream.segment(), end = ?end, "stream closed");
+    })
 }
 
 async fn adopt_form(

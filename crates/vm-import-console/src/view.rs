@@ -289,6 +289,13 @@ pub struct VmDetail {
     pub adoption_message: Option<String>,
     /// Whether full adoption may be requested: no VMAdoption concerns the VM yet.
     pub adoptable: bool,
+    /// Whether its instance runs, so its screen and serial console can be opened.
+    pub running: bool,
+    /// Whether it has a graphics device (KubeVirt adds one unless
+    /// `autoattachGraphicsDevice` is false), hence a VNC screen.
+    pub screen: bool,
+    /// Whether it has a serial console (unless `autoattachSerialConsole` is false).
+    pub serial: bool,
 }
 
 /// The detail page of `vm`.
@@ -442,7 +449,11 @@ pub fn detail(
         })
         .collect();
     events.sort_by_key(|(ago, _)| *ago);
+    let devices = &template["domain"]["devices"];
     VmDetail {
+        running: vmi.is_some_and(|v| text(v, "/status/phase") == Some("Running")),
+        screen: devices["autoattachGraphicsDevice"] != Value::Bool(false),
+        serial: devices["autoattachSerialConsole"] != Value::Bool(false),
         name: name_of(vm).to_owned(),
         status: status.to_owned(),
         badge: badge(status),
@@ -654,5 +665,18 @@ mod tests {
         let stopped = detail(&vm("web", Some("Stopped")), None, &[], &[], None, None, now());
         assert!(stopped.uptime.is_none() && stopped.guest_os.is_none());
         assert!(stopped.networks[0].ips.is_empty());
+        assert!(d.running && d.screen && d.serial, "a running VM offers both streams");
+        assert!(!stopped.running, "a stopped VM has no stream to open");
+    }
+
+    #[test]
+    fn a_vm_without_a_graphics_device_has_no_screen_but_keeps_its_serial_console() {
+        let mut headless = vm("web", Some("Running"));
+        headless["spec"]["template"]["spec"]["domain"]["devices"]["autoattachGraphicsDevice"] = json!(false);
+        let d = detail(&headless, Some(&vmi("web")), &[], &[], None, None, now());
+        assert!(!d.screen && d.serial);
+        headless["spec"]["template"]["spec"]["domain"]["devices"]["autoattachSerialConsole"] = json!(false);
+        let d = detail(&headless, Some(&vmi("web")), &[], &[], None, None, now());
+        assert!(!d.screen && !d.serial);
     }
 }

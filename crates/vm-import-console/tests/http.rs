@@ -34,6 +34,7 @@ fn state(server: String, metrics: Metrics) -> AppState {
         default_namespace: None,
         permissions: Default::default(),
         metrics,
+        streams: Default::default(),
     }
 }
 
@@ -377,7 +378,14 @@ async fn only_the_actions_the_user_may_take_are_offered() {
         .into_iter()
         .filter(|r| r.path.contains("selfsubjectaccessreviews"))
         .collect();
-    assert_eq!(reviews.len(), 4, "start, stop, restart and create vmadoptions");
+    assert_eq!(
+        reviews.len(),
+        6,
+        "start, stop, restart, create vmadoptions, and get on the vnc and console subresources"
+    );
+    // Reading is what the screen and serial console need: the viewer is offered both.
+    assert!(body.contains("href=\"/ns/tenant-demo/vms/web-01/vnc\""), "{body}");
+    assert!(body.contains("href=\"/ns/tenant-demo/vms/web-01/serial\""), "{body}");
     assert!(reviews.iter().all(|r| r.method == "POST" && r.token == "viewer-token"));
 
     // Asked once per user and VM for a while: a reload asks nothing.
@@ -387,7 +395,7 @@ async fn only_the_actions_the_user_may_take_are_offered() {
         .into_iter()
         .filter(|r| r.path.contains("selfsubjectaccessreviews"))
         .count();
-    assert_eq!(again, 4);
+    assert_eq!(again, 6);
 
     // Another user is asked for under their own token, and may do everything.
     let (_, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01", Some("admin-token"))).await;
@@ -403,7 +411,7 @@ async fn only_the_actions_the_user_may_take_are_offered() {
         .into_iter()
         .filter(|r| r.path.contains("selfsubjectaccessreviews") && r.token == "admin-token")
         .count();
-    assert_eq!(admin_reviews, 4);
+    assert_eq!(admin_reviews, 6);
 }
 
 const WEB_QUERIES: [&str; 7] = [

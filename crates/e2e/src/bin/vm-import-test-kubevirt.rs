@@ -1,14 +1,15 @@
 //! KubeVirt's part in the project's test world (`scripts/cluster.sh kubevirt`): installs
 //! the KubeVirt and CDI CRDs from the test data when missing, serves the test virt-api
 //! as the aggregated APIService `v1.subresources.kubevirt.io`, runs the virt-controller
-//! stand-in, and serves virt-handler's VMI metrics, against the current kubeconfig's
+//! stand-in, serves virt-handler's VMI metrics, and pipes each running VMI's `vnc` and
+//! `console` to a VNC server and a pseudo-terminal, against the current kubeconfig's
 //! cluster.
 //!
 //! ```sh
 //! vm-import-test-kubevirt --cert virt-api.crt --key virt-api.key --ca ca.crt --port 8443 --metrics-port 8444
 //! ```
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -35,6 +36,12 @@ struct Args {
     /// The port on 127.0.0.1 to serve the VMI metrics on (plain HTTP), if any.
     #[arg(long)]
     metrics_port: Option<u16>,
+    /// The VNC server every running VMI's `vnc` is piped to (e.g. Xvnc's 127.0.0.1:5901).
+    #[arg(long)]
+    vnc_addr: Option<SocketAddr>,
+    /// The command every `console` session runs on a pseudo-terminal, split on spaces.
+    #[arg(long, default_value = "script -qfec cat /dev/null")]
+    serial_command: String,
 }
 
 #[tokio::main]
@@ -59,13 +66,22 @@ async fn run(args: Args) -> Result<(), cluster::Error> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| cluster::Error::TestData(addr.to_string(), e.to_string()))?;
-    tokio::spawn(virt_api::serve(listener, acceptor, virt_api::router(client.clone())));
+    let streams = Arc::new(virt_api::Streams {
+        vnc: args.vnc_addr,
+        serial: args.serial_command.split_whitespace().map(str::to_owned).collect(),
+        keys: Default::default(),
+    });
+    tokio::spawn(virt_api::serve(
+        listener,
+        acceptor,
+        virt_api::router(client.clone(), Arc::clone(&streams)),
+    ));
     if let Some(port) = args.metrics_port {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| cluster::Error::TestData(addr.to_string(), e.to_string()))?;
-        let router = virt_api::metrics_router(client.clone());
+        let router = virt_api::metrics_router(client.clone(), Arc::clone(&streams));
         tokio::spawn(async move { axum::serve(listener, router).await });
     }
     virt_api::register(&client, addr, &ca).await?;
