@@ -73,6 +73,25 @@ async fn vm_spec(world: &World) -> Value {
         .unwrap_or_default()
 }
 
+/// Starts the VM through its release (`body`, a merge patch with `runStrategy: Always`
+/// in its values), as the dashboard would; returns once the VM is rendered so, the
+/// release Ready and the sync in sync.
+async fn start_through_values(world: &World, body: Value) {
+    let vm = world.instance_release();
+    patch(&world.releases, &vm, "cozystack-api", body).await;
+    cluster::wait_for("VM rendered Always", Duration::from_secs(30), || async {
+        (vm_spec(world).await["runStrategy"] == "Always").then_some(())
+    })
+    .await
+    .unwrap();
+    flux::wait_ready(&world.releases, &vm, Duration::from_secs(30))
+        .await
+        .unwrap();
+    wait_condition(world, "True", "InSync", Duration::from_secs(30))
+        .await
+        .unwrap();
+}
+
 async fn patch(api: &Api<DynamicObject>, name: &str, manager: &str, body: Value) {
     let params = PatchParams {
         field_manager: Some(manager.into()),
@@ -366,24 +385,7 @@ async fn a_resize_made_while_a_stop_is_being_applied_survives() {
     // of these rounds lose the resize.
     for (round, delay_ms) in [100u64, 150, 200, 250, 300, 350, 400].into_iter().enumerate() {
         // Running, as the dashboard starts it (a values edit), and settled.
-        patch(
-            &world.releases,
-            &vm,
-            "cozystack-api",
-            json!({"spec": {"values": {"runStrategy": "Always"}}}),
-        )
-        .await;
-        cluster::wait_for("VM rendered Always", Duration::from_secs(30), || async {
-            (vm_spec(&world).await["runStrategy"] == "Always").then_some(())
-        })
-        .await
-        .unwrap();
-        flux::wait_ready(&world.releases, &vm, Duration::from_secs(30))
-            .await
-            .unwrap();
-        wait_condition(&world, "True", "InSync", Duration::from_secs(30))
-            .await
-            .unwrap();
+        start_through_values(&world, json!({"spec": {"values": {"runStrategy": "Always"}}})).await;
         let before = cores(&vm_spec(&world).await).unwrap();
         let wanted = before + 1;
 
@@ -436,24 +438,11 @@ async fn a_stop_and_a_resize_survive_forced_upgrades_with_drift_detection_on() {
     let (world, controller) = adopted(&client, "vm-import-sync-drift").await;
     let vm = world.instance_release();
     // Cozystack's releases set no drift detection; an operator may turn it on.
-    patch(
-        &world.releases,
-        &vm,
-        "kubectl-patch",
+    start_through_values(
+        &world,
         json!({"spec": {"driftDetection": {"mode": "enabled"}, "values": {"runStrategy": "Always"}}}),
     )
     .await;
-    cluster::wait_for("VM rendered Always", Duration::from_secs(30), || async {
-        (vm_spec(&world).await["runStrategy"] == "Always").then_some(())
-    })
-    .await
-    .unwrap();
-    flux::wait_ready(&world.releases, &vm, Duration::from_secs(30))
-        .await
-        .unwrap();
-    wait_condition(&world, "True", "InSync", Duration::from_secs(30))
-        .await
-        .unwrap();
     // A stop through KubeVirt's API, then a resize by hand, each once the previous one
     // is in the values and applied.
     stop(&client, &world.ns, &vm).await;

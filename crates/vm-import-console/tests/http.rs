@@ -501,8 +501,9 @@ async fn a_failing_or_silent_endpoint_is_a_message_not_an_error_page() {
     let (status, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01/metrics", Some("viewer-token"))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("did not answer within 1 s"), "{body}");
+    // The seven series are asked at once: one timeout in all, not one per series.
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(3),
+        started.elapsed() < std::time::Duration::from_millis(1900),
         "{:?}",
         started.elapsed()
     );
