@@ -662,6 +662,7 @@ async fn a_vm_screen_and_serial_console_open_in_the_browser() {
         "the q typed in the browser reached the VNC server: {found}"
     );
     assert_eq!(found["ctrlAltDelEnabled"], true, "{found}");
+    assert_eq!(found["reconnected"], "Connected.", "{found}");
     assert_eq!(found["serialEchoed"], true, "{found}");
     println!("stream: click to first frame {} ms", found["firstFrameMs"]);
     cluster::delete_namespace(&w.client, &w.ns).await.unwrap();

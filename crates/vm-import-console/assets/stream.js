@@ -9,6 +9,7 @@ const socketUrl = () => {
   return u.href;
 };
 let session = null;
+let generation = 0; // a closed socket of an earlier connection says nothing
 
 function say(text, failed) {
   status.textContent = text;
@@ -25,9 +26,11 @@ function ended(event, opened) {
 function open() {
   const ws = new WebSocket(socketUrl(), ["binary"]);
   ws.binaryType = "arraybuffer";
+  const mine = generation;
   let opened = false;
   ws.addEventListener("open", () => { opened = true; });
   ws.addEventListener("close", (event) => {
+    if (mine !== generation) return;
     box.dataset.state = "closed";
     say(ended(event, opened), true);
     document.getElementById("stream-cad")?.setAttribute("disabled", "");
@@ -70,7 +73,9 @@ async function connectSerial() {
 }
 
 async function connect() {
+  generation += 1;
   session?.close();
+  box.dataset.state = "connecting";
   say("Connecting…");
   try {
     session = await (kind === "vnc" ? connectVnc() : connectSerial());

@@ -73,6 +73,12 @@ try {
   }
   found.ctrlAltDelEnabled = await page.locator("#stream-cad").isEnabled();
 
+  // Reconnect: a new session, and the old one's close says nothing.
+  await page.click("#stream-reconnect");
+  await page.waitForSelector('#stream[data-state="connected"]', { timeout: 20000 });
+  await page.waitForTimeout(500);
+  found.reconnected = await page.locator("#stream-status").textContent();
+
   // The serial console: what is typed comes back through the pseudo-terminal.
   await page.goto(vmUrl.replace(/\/?$/, "/serial"));
   await page.waitForSelector('#stream[data-state="connected"]', { timeout: 20000 });
