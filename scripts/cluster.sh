@@ -393,7 +393,14 @@ case "${1:-}" in
   kubevirt) start_kubevirt "${2:-}" ;;
   down)
     case "${2:-}" in
-      apiserver | etcd | controller-manager | helm-controller | source-controller | kubevirt | victoria-metrics | vnc)
+      kubevirt)
+        stop_one kubevirt
+        # An APIService whose server is gone fails discovery, and the namespace
+        # controller waits on discovery: unregister it, or no namespace finishes
+        # terminating (`up kubevirt` registers it again).
+        kubectl delete apiservice v1.subresources.kubevirt.io --ignore-not-found >/dev/null
+        ;;
+      apiserver | etcd | controller-manager | helm-controller | source-controller | victoria-metrics | vnc)
         stop_one "$2"
         ;;
       *) die "down apiserver|etcd|controller-manager|helm-controller|source-controller|kubevirt|victoria-metrics|vnc" ;;
