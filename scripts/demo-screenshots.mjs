@@ -35,7 +35,8 @@ async function shot(url, name, ready) {
 // Label adoption: the imported VMs, each with its record.
 await shot("/ns/tenant-demo", "imported-vms", () => document.body.innerText.includes("web-01"));
 // A running VM with its charts from VictoriaMetrics, and its start/stop/restart.
-await shot("/ns/tenant-demo/vms/web-01", "running-vm-charts", () => !document.body.innerText.includes("No data in this period"));
+await shot("/ns/tenant-demo/vms/web-01", "running-vm-charts", () =>
+  document.querySelector("section.metrics figure.chart") && !document.body.innerText.includes("No data in this period"));
 // The fully adopted VM, its VMInstance and VMDisk, and the sync.
 await shot("/ns/tenant-demo/vms/vm-instance-db-01", "fully-adopted", () => document.body.innerText.includes("db-01"));
 // web-01's screen through KubeVirt's `vnc` subresource (Xvnc in the demo).

@@ -1,6 +1,7 @@
 // Progressive enhancement only: every page works without this script.
 // - Elements with data-refresh are re-fetched every 3 seconds (live status), or every
-//   data-refresh-every milliseconds (the charts).
+//   data-refresh-every milliseconds (the charts); with data-refresh-now, also at once
+//   (the charts, which the detail page does not wait for).
 // - Forms with data-confirm ask before they post.
 "use strict";
 (function () {
@@ -12,6 +13,7 @@
   }
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-refresh]").forEach(function (el) {
+      if (el.hasAttribute("data-refresh-now")) { refresh(el); }
       var every = parseInt(el.dataset.refreshEvery || "3000", 10);
       setInterval(function () { refresh(el); }, every > 0 ? every : 3000);
     });

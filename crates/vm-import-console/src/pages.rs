@@ -202,8 +202,7 @@ pub fn detail_status(d: &VmDetail) -> Markup {
     }
 }
 
-/// A VM's charts, with the range picker; refreshed live by the page's script.
-pub fn metrics(namespace: &str, vm: &str, range: Range, plots: &[Plot]) -> Markup {
+fn ranges(namespace: &str, vm: &str, range: Range) -> Markup {
     html! {
         nav.ranges aria-label="Period" {
             @for r in Range::ALL {
@@ -214,6 +213,13 @@ pub fn metrics(namespace: &str, vm: &str, range: Range, plots: &[Plot]) -> Marku
                 }
             }
         }
+    }
+}
+
+/// A VM's charts, with the range picker; refreshed live by the page's script.
+pub fn metrics(namespace: &str, vm: &str, range: Range, plots: &[Plot]) -> Markup {
+    html! {
+        (ranges(namespace, vm, range))
         @if plots.is_empty() {
             p.chart-message role="note" {
                 "No metrics: the console has no metrics endpoint. Set the chart value "
@@ -225,15 +231,18 @@ pub fn metrics(namespace: &str, vm: &str, range: Range, plots: &[Plot]) -> Marku
     }
 }
 
-/// The detail page of a VM, with its charts over `range` (none without metrics).
+/// The detail page of a VM. Its charts over `range` are not waited for: the page's
+/// script fetches them as soon as it loads (a link without JavaScript); without a
+/// metrics endpoint the page says so at once.
 pub fn detail(
     namespace: &str,
     d: &VmDetail,
     notice: Option<&str>,
     permissions: &Permissions,
     range: Range,
-    plots: &[Plot],
+    metrics_configured: bool,
 ) -> Markup {
+    let fragment = format!("/ns/{namespace}/vms/{}/metrics?range={}", d.name, range.as_str());
     layout(
         &d.name,
         Some(namespace),
@@ -245,8 +254,14 @@ pub fn detail(
             section data-refresh={ "/ns/" (namespace) "/vms/" (d.name) "/status" } { (detail_status(d)) }
             (stream_links(namespace, d, permissions))
             h2 id="metrics" { "Metrics" }
-            section.metrics data-refresh={ "/ns/" (namespace) "/vms/" (d.name) "/metrics?range=" (range.as_str()) } data-refresh-every="30000" {
-                (metrics(namespace, &d.name, range, plots))
+            @if metrics_configured {
+                section.metrics data-refresh=(fragment) data-refresh-every="30000" data-refresh-now {
+                    (ranges(namespace, &d.name, range))
+                    p.chart-message.loading role="status" { "Loading the charts…" }
+                    noscript { p { a href=(fragment) { "Show the charts" } } }
+                }
+            } @else {
+                section.metrics { (metrics(namespace, &d.name, range, &[])) }
             }
             h2 { "Conditions" }
             @if d.conditions.is_empty() { p.muted { "None reported." } } @else {

@@ -578,12 +578,10 @@ async fn detail_page(
     };
     match load_detail(&client, &ns, &vm).await {
         Ok(d) => {
-            // The user's token has just read the VM: its metrics may be queried.
+            // The charts come after the page (its metrics fragment): a slow metrics
+            // endpoint never holds it.
             let range = Range::parse(q.range.as_deref());
-            let (permissions, plots) = tokio::join!(
-                state.permissions.get(&client, &headers, &ns, &vm),
-                plots(&state.metrics, &ns, &vm, d.vcpus, range)
-            );
+            let permissions = state.permissions.get(&client, &headers, &ns, &vm).await;
             page(
                 StatusCode::OK,
                 pages::detail(
@@ -592,7 +590,7 @@ async fn detail_page(
                     notice(q.done.as_deref(), &vm).as_deref(),
                     &permissions,
                     range,
-                    &plots,
+                    state.metrics.configured(),
                 ),
             )
         }

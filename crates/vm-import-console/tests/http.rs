@@ -427,7 +427,26 @@ const WEB_QUERIES: [&str; 7] = [
 #[tokio::test]
 async fn the_detail_page_charts_the_vms_own_series_only() {
     let (app, _, prometheus) = console_with_metrics().await;
-    let (status, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01?range=6h", Some("viewer-token"))).await;
+    // The page itself asks nothing of the metrics endpoint: its script fetches the
+    // charts right after it.
+    let (status, _, page) = send(&app, get("/ns/tenant-demo/vms/web-01?range=6h", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Loading the charts"), "{page}");
+    assert!(
+        page.contains("data-refresh=\"/ns/tenant-demo/vms/web-01/metrics?range=6h\""),
+        "{page}"
+    );
+    assert!(page.contains("aria-current=\"true\">6h<"), "{page}");
+    assert_eq!(
+        prometheus.queries(),
+        Vec::<String>::new(),
+        "no query before the page is sent"
+    );
+    let (status, _, body) = send(
+        &app,
+        get("/ns/tenant-demo/vms/web-01/metrics?range=6h", Some("viewer-token")),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body.matches("<figure class=\"chart\"").count(), 4, "{body}");
     assert_eq!(body.matches("<svg").count(), 4, "{body}");
@@ -457,7 +476,7 @@ async fn the_detail_page_charts_the_vms_own_series_only() {
     assert_eq!(prometheus.queries().len(), before, "answers are reused for a while");
 
     // A VM that never ran in the period.
-    let (_, _, body) = send(&app, get("/ns/tenant-demo/vms/db-01", Some("viewer-token"))).await;
+    let (_, _, body) = send(&app, get("/ns/tenant-demo/vms/db-01/metrics", Some("viewer-token"))).await;
     assert!(body.contains("No data in this period"), "{body}");
 }
 
@@ -483,7 +502,7 @@ async fn a_user_who_may_not_read_the_vm_causes_no_query() {
 async fn a_failing_or_silent_endpoint_is_a_message_not_an_error_page() {
     let (app, _, prometheus) = console_with_metrics().await;
     prometheus.set_mode(Mode::Fail);
-    let (status, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01", Some("viewer-token"))).await;
+    let (status, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01/metrics", Some("viewer-token"))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         body.contains("Metrics unavailable: the metrics endpoint failed"),
@@ -493,10 +512,22 @@ async fn a_failing_or_silent_endpoint_is_a_message_not_an_error_page() {
         body.contains("storage unavailable"),
         "the endpoint's own message: {body}"
     );
+    let (status, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Disks"), "the rest of the page is there");
 
     let (app, _, prometheus) = console_with_metrics().await;
     prometheus.set_mode(Mode::Hang);
+    // A silent endpoint never holds the page.
+    let started = std::time::Instant::now();
+    let (status, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Loading the charts"), "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(500),
+        "the page waited for metrics: {:?}",
+        started.elapsed()
+    );
     let started = std::time::Instant::now();
     let (status, _, body) = send(&app, get("/ns/tenant-demo/vms/web-01/metrics", Some("viewer-token"))).await;
     assert_eq!(status, StatusCode::OK);

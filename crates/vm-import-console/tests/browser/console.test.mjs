@@ -171,6 +171,7 @@ test("the detail page charts CPU, memory, network and disk, with a readout and r
   const p = await page("viewer-token");
   await p.goto(`${consoleUrl}/ns/tenant-demo/vms/web-01`);
   const charts = p.locator("section.metrics figure.chart");
+  await charts.first().waitFor(); // fetched right after the page
   assert.equal(await charts.count(), 4);
   assert.deepEqual(await p.locator("section.metrics figcaption").allInnerTexts(),
     ["CPU (cores, UTC)", "Memory (bytes, UTC)", "Network (bytes per second, UTC)", "Disk (bytes per second, UTC)"]);
@@ -178,6 +179,7 @@ test("the detail page charts CPU, memory, network and disk, with a readout and r
   assert.match(readout, /UTC: used: \d+\.\d+ cores/);
   await p.getByRole("link", { name: "7d" }).click();
   await p.locator('.range.current', { hasText: "7d" }).waitFor();
+  await p.locator("section.metrics svg").first().waitFor();
   assert.equal(await p.locator("section.metrics svg").count(), 4);
   const list = await page("viewer-token");
   await list.goto(`${consoleUrl}/ns/tenant-demo`);
@@ -194,6 +196,7 @@ test("screenshots, light and dark", { skip: !process.env.UPDATE_SCREENSHOTS }, a
     await p.goto(`${consoleUrl}/ns/tenant-demo`);
     await p.screenshot({ path: path.join(dir, `list-${scheme}.png`) });
     await p.goto(`${consoleUrl}/ns/tenant-demo/vms/web-01`);
+    await p.locator("section.metrics figure.chart").first().waitFor();
     await p.screenshot({ path: path.join(dir, `detail-${scheme}.png`), fullPage: true });
     await p.locator("section.metrics").screenshot({ path: path.join(dir, `charts-${scheme}.png`) });
     await p.context().close();
