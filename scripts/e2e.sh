@@ -38,9 +38,17 @@ cargo nextest run --locked --workspace --run-ignored only --no-fail-fast \
 
 # The load harness measures the controller alone: KubeVirt's part and the metrics
 # engine would add their own load.
+# First the tests' namespaces finish terminating, while KubeVirt's APIService still
+# answers discovery; then, once its part is down, the control plane settles (the fault
+# tests restarted it just before, and the APIService's removal changes discovery).
+for _ in $(seq 180); do
+  .tools/bin/kubectl get namespaces --no-headers 2>/dev/null | grep -q Terminating || break
+  sleep 1
+done
 scripts/cluster.sh down kubevirt
 scripts/cluster.sh down victoria-metrics
 scripts/cluster.sh down vnc
+sleep 30
 # The controller as it ships (release profile); the harness itself needs no optimising.
 cargo build --locked --release -p vm-import-adoption-controller
 target/debug/vm-import-load --controller-bin target/release/vm-import-adoption-controller \
