@@ -548,10 +548,12 @@ async fn a_serial_console_echoes_through_kubevirts_api_and_ends_when_the_vm_stop
         viewer: w.viewer.clone(),
         reader: w.reader.clone(),
     };
+    // The clock starts before the session opens: the console's idle timer starts when
+    // it accepts the websocket, which may be before the client sees the handshake end.
+    let started = std::time::Instant::now();
     let mut quiet = open_stream(&idle, "serial", &idle.viewer, &format!("http://{}", idle.addr))
         .await
         .unwrap();
-    let started = std::time::Instant::now();
     let (_, closed) = read_stream(&mut quiet, Duration::from_secs(10), |_| false).await;
     assert_eq!(
         closed.as_deref(),
