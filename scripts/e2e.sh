@@ -29,6 +29,8 @@ echo "e2e: the real-cluster tests (VM_IMPORT_E2E=1), against $(sed -n 's/.*serve
 # The fault tests run last: stopping the API server and etcd leaves the Flux
 # controllers re-establishing their watches for tens of seconds afterwards, which a
 # later test would wait out.
+# A failure's message, not a backtrace through the async runtime, is what tells.
+export RUST_BACKTRACE=0
 status=0
 cargo nextest run --locked --workspace --run-ignored only --no-fail-fast \
   -E 'package(vm-import-e2e) & !binary(faults)' || status=$?
