@@ -217,6 +217,21 @@ pub async fn delete_namespace(client: &Client, name: &str) -> Result<(), Error> 
     Ok(())
 }
 
+/// Waits until no namespace is terminating: earlier tests' objects are gone, so that a
+/// controller over the whole cluster makes no write for them while a figure is taken.
+pub async fn wait_no_namespace_terminating(client: &Client, limit: Duration) -> Result<(), Error> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    wait_for("no namespace terminating", limit, || async {
+        let list = namespaces.list(&Default::default()).await.ok()?;
+        let terminating = list
+            .items
+            .iter()
+            .any(|n| n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating"));
+        (!terminating).then_some(())
+    })
+    .await
+}
+
 /// Creates `obj` (JSON with apiVersion and kind) and returns it as stored.
 pub async fn create(api: &Api<DynamicObject>, obj: Value) -> Result<DynamicObject, Error> {
     let what = format!("create {} {}", obj["kind"], obj["metadata"]["name"]);

@@ -13,9 +13,11 @@
 //!   processes (for the fault tests);
 //! - [`tenant`]: a test namespace holding what Forklift would create;
 //! - [`kubevirt`], [`virt_api`]: KubeVirt's part, served through the aggregation layer,
-//!   with [`rfb`] reading the keys a VNC viewer types.
+//!   with [`rfb`] reading the keys a VNC viewer types;
+//! - [`ceiling`]: the API server's own time for adoption's writes, for the load harness.
 #![forbid(unsafe_code)]
 
+pub mod ceiling;
 pub mod cluster;
 pub mod flux;
 pub mod handoff;

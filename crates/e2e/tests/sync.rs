@@ -166,7 +166,11 @@ async fn stop_resize_and_inexpressible_changes_reach_the_release() {
     .await
     .unwrap();
 
-    // A settled VM costs nothing, however often it is reconciled.
+    // A settled VM costs nothing, however often it is reconciled. The controller watches
+    // the whole cluster: the count starts once earlier tests' namespaces are gone.
+    cluster::wait_no_namespace_terminating(&client, Duration::from_secs(120))
+        .await
+        .unwrap();
     let before = controller.metrics().await.unwrap();
     for i in 0..5 {
         patch(
