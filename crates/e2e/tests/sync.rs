@@ -459,7 +459,14 @@ async fn a_stop_and_a_resize_survive_forced_upgrades_with_drift_detection_on() {
         (ready && release.data["spec"]["values"]["runStrategy"] == "Halted").then_some(())
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}; the release as last read: {}", last.lock().unwrap()));
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; the release as last read: {}; the VM's runStrategy now: {}; the sync's condition: {:?}",
+            last.lock().unwrap(),
+            futures::executor::block_on(vm_spec(&world))["runStrategy"],
+            futures::executor::block_on(condition(&world))
+        )
+    });
     patch(
         &world.vms,
         &vm,
