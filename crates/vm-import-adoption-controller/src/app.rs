@@ -35,7 +35,7 @@ use crate::{
     leader::{self, LeaseConfig},
     metrics::Metrics,
     reconcile::{Context, VmMeta},
-    resources::{HelmRelease, Plan, Provider},
+    resources::{HelmRelease, Plan, Provider, VirtualMachine},
     triggers::triggers,
 };
 
@@ -264,6 +264,7 @@ pub async fn run_controller(
                     ),
                     charts: charts.clone(),
                     recheck: full::SAFETY_RECHECK,
+                    journal: Default::default(),
                 });
                 // Reflected here rather than by `Controller::new`, so that a relist's
                 // triggers wait for the complete store (see `triggers`).
@@ -290,6 +291,15 @@ pub async fn run_controller(
                     "adoption_claims",
                     &metrics.watches,
                 );
+                // The VMs helm-controller renders, in full: each version of an adopted one
+                // is kept for the sync (see `journal`), so that an edit helm-controller
+                // puts back before the sync reads the VM is not lost. Not cached.
+                let rendered_vms = resilient(
+                    Api::<VirtualMachine>::all(client.clone()),
+                    watcher::Config::default().labels(full::LABEL_HELM_RELEASE),
+                    "synced_vms",
+                    &metrics.watches,
+                );
                 // The VMInstance releases full adoption created: their values edits and
                 // helm-controller's status changes trigger the sync.
                 let releases = resilient(
@@ -299,11 +309,16 @@ pub async fn run_controller(
                     &metrics.watches,
                 );
                 let by_vm = store.clone();
+                let (by_rendered_vm, journal) = (store.clone(), full_ctx.journal.clone());
                 let adoptions = Controller::for_stream(triggers("vmadoptions", stream, |_| None, false), store)
                     .with_config(kube::runtime::controller::Config::default().concurrency(4))
                     .watches_stream(triggers("adoption_vms", vms, |_| None, true), move |vm: VmMeta| {
                         full::adoptions_waiting_on(&by_vm, &vm)
                     })
+                    .watches_stream(
+                        triggers("synced_vms", rendered_vms, |_| None, false),
+                        move |vm: VirtualMachine| full::journal_vm(&by_rendered_vm, &journal, &vm),
+                    )
                     .watches_stream(
                         triggers("adoption_claims", claims, |_| None, false),
                         |claim: PartialObjectMeta<PersistentVolumeClaim>| full::adoption_of_claim(&claim),

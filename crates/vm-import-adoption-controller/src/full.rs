@@ -37,6 +37,7 @@ use vm_import_core::{
 
 pub use crate::vmadoption::{FullContext, FullError, LABEL_ADOPTION, STATUS_MANAGER};
 use crate::{
+    journal::Journal,
     metrics::Write,
     vmadoption::{Apis, get, publish, set_condition, to_json, write_status},
 };
@@ -74,6 +75,36 @@ pub fn adoptions_waiting_on(
         })
         .map(|a| ObjectRef::from_obj(a.as_ref()))
         .collect()
+}
+
+/// The label helm-controller puts on every object a HelmRelease renders, naming the
+/// release (`internal/postrender` in helm-controller): the VMs the sync's watch selects.
+pub const LABEL_HELM_RELEASE: &str = "helm.toolkit.fluxcd.io/name";
+
+/// Keeps version `vm` of a VM a HelmRelease rendered in `journal` when it is the VM of
+/// an adoption that has succeeded, and returns that adoption, for the sync. Any other
+/// VM's versions are dropped (and whatever was kept of it: its adoption is gone).
+pub fn journal_vm(
+    adoptions: &Store<VMAdoption>,
+    journal: &Journal,
+    vm: &crate::resources::VirtualMachine,
+) -> Option<ObjectRef<VMAdoption>> {
+    let (ns, name) = (vm.metadata.namespace.as_deref()?, vm.metadata.name.as_deref()?);
+    let adoption = adoptions.state().into_iter().find(|a| {
+        a.metadata.namespace.as_deref() == Some(ns)
+            && a.status.as_ref().is_some_and(|s| {
+                s.phase == Phase::Succeeded
+                    && s.instance
+                        .as_deref()
+                        .is_some_and(|i| format!("{}{i}", vm_import_core::instance::INSTANCE_PREFIX) == name)
+            })
+    });
+    let Some(adoption) = adoption else {
+        journal.forget(ns, name);
+        return None;
+    };
+    journal.push(ns, name, &to_json(vm));
+    Some(ObjectRef::from_obj(adoption.as_ref()))
 }
 
 /// The adoption whose VMInstance release `release` is (named by its [`LABEL_ADOPTION`]

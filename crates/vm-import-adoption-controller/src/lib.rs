@@ -19,6 +19,7 @@ pub mod full;
 pub mod gate;
 pub mod http;
 pub mod index;
+pub mod journal;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

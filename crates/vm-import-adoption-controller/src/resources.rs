@@ -55,7 +55,8 @@ macro_rules! raw_resource {
 }
 
 raw_resource!(
-    /// A KubeVirt `VirtualMachine` (`kubevirt.io/v1`). The controller watches only its metadata.
+    /// A KubeVirt `VirtualMachine` (`kubevirt.io/v1`). The controller watches the metadata of
+    /// every VM, and in full only the VMs helm-controller renders.
     VirtualMachine, "kubevirt.io", "v1", "VirtualMachine", "virtualmachines"
 );
 raw_resource!(

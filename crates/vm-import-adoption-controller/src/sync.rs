@@ -8,6 +8,11 @@
 //! Only releases full adoption created are synced: the release must carry the
 //! adoption's [`LABEL_ADOPTION`] label. A settled VM costs two GETs and no write; the
 //! condition is written only when it changes, and Events only with it.
+//!
+//! Besides its own read of the VM, the sync is given what the watch showed of it since
+//! its last decision ([`crate::journal`]), read before the VM is, and settled only once
+//! the decision's writes have succeeded: an edit helm-controller put back before the
+//! read is still written, and a failed write loses nothing.
 
 use std::sync::Arc;
 
@@ -49,7 +54,9 @@ pub(crate) async fn reconcile(
     let release = vmadoption::get(&apis.releases, &name)
         .await?
         .map(|r| vmadoption::to_json(&r));
+    let namespace = adoption.namespace().ok_or(FullError::NoNamespace)?;
     let Some(release) = release else {
+        ctx.journal.forget(&namespace, &name);
         let message = format!("VMInstance release {name} does not exist");
         return settle(ctx, apis, adoption, &mut status, "Unknown", "NoRelease", &message, None).await;
     };
@@ -59,6 +66,7 @@ pub(crate) async fn reconcile(
         .and_then(Value::as_str)
         == Some(adoption.name_any().as_str());
     if !ours {
+        ctx.journal.forget(&namespace, &name);
         let message = format!(
             "release {name} does not carry label {LABEL_ADOPTION}={}",
             adoption.name_any()
@@ -76,6 +84,8 @@ pub(crate) async fn reconcile(
         .await;
     }
     let facts = ReleaseFacts::of_release(&release);
+    // Before the VM, so that the VM read is the newest version of all.
+    let seen = ctx.journal.read(&namespace, &name);
     // Not read when the sync is off.
     let vm = if facts.disabled {
         None
@@ -84,14 +94,42 @@ pub(crate) async fn reconcile(
             .await?
             .map(|vm| vmadoption::to_json(&vm))
     };
-    match sync::decide(vm.as_ref(), &facts) {
+    let decision = sync::decide(vm.as_ref(), &facts, &seen);
+    let action = act(
+        ctx,
+        apis,
+        adoption,
+        &mut status,
+        &name,
+        &release,
+        vm.as_ref(),
+        decision.clone(),
+    )
+    .await?;
+    ctx.journal.settle(&namespace, &name, &seen, &decision, &facts);
+    Ok(action)
+}
+
+/// Performs `decision` for release and VM `name`.
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    ctx: &Arc<FullContext>,
+    apis: &Apis,
+    adoption: &VMAdoption,
+    status: &mut VMAdoptionStatus,
+    name: &str,
+    release: &Value,
+    vm: Option<&Value>,
+    decision: SyncDecision,
+) -> Result<Action, FullError> {
+    match decision {
         SyncDecision::Disabled => {
             let message = format!("the sync is off ({}: \"false\" on the release)", sync::ANNOTATION_SYNC);
-            settle(ctx, apis, adoption, &mut status, "Unknown", "Disabled", &message, None).await
+            settle(ctx, apis, adoption, status, "Unknown", "Disabled", &message, None).await
         }
         SyncDecision::NoVm => {
             let message = format!("VirtualMachine {name} does not exist");
-            settle(ctx, apis, adoption, &mut status, "Unknown", "NoVM", &message, None).await
+            settle(ctx, apis, adoption, status, "Unknown", "NoVM", &message, None).await
         }
         // The VM may lag behind values not applied yet; the release's next status
         // change triggers the sync again.
@@ -107,7 +145,7 @@ pub(crate) async fn reconcile(
                 ctx,
                 apis,
                 adoption,
-                &mut status,
+                status,
                 "False",
                 "ReleaseFailed",
                 &message,
@@ -118,7 +156,7 @@ pub(crate) async fn reconcile(
         SyncDecision::Unreadable { reason } => {
             let message = format!("VirtualMachine {name} cannot be read as VMInstance values: {reason}");
             let event = Notice {
-                on_vm: vm.as_ref(),
+                on_vm: vm,
                 reason: "SyncImpossible",
                 drift: "unreadable",
             };
@@ -126,7 +164,7 @@ pub(crate) async fn reconcile(
                 ctx,
                 apis,
                 adoption,
-                &mut status,
+                status,
                 "False",
                 "Unreadable",
                 &message,
@@ -136,14 +174,14 @@ pub(crate) async fn reconcile(
         }
         SyncDecision::InSync { inexpressible, record } if inexpressible.is_empty() => {
             let message = format!("the values of release {name} match VirtualMachine {name}");
-            self::record(ctx, apis, &name, record.as_deref()).await?;
-            settle(ctx, apis, adoption, &mut status, "True", "InSync", &message, None).await
+            self::record(ctx, apis, name, record.as_deref()).await?;
+            settle(ctx, apis, adoption, status, "True", "InSync", &message, None).await
         }
         SyncDecision::InSync { inexpressible, record } => {
-            self::record(ctx, apis, &name, record.as_deref()).await?;
-            let message = inexpressible_message(&name, &inexpressible);
+            self::record(ctx, apis, name, record.as_deref()).await?;
+            let message = inexpressible_message(name, &inexpressible);
             let event = Notice {
-                on_vm: vm.as_ref(),
+                on_vm: vm,
                 reason: "DriftNotSynced",
                 drift: "inexpressible",
             };
@@ -151,7 +189,7 @@ pub(crate) async fn reconcile(
                 ctx,
                 apis,
                 adoption,
-                &mut status,
+                status,
                 "False",
                 "Inexpressible",
                 &message,
@@ -174,7 +212,7 @@ pub(crate) async fn reconcile(
                 ..Default::default()
             };
             let body = sync::patch_body(version, &values, &record);
-            let result = apis.releases.patch(&name, &params, &Patch::Merge(body)).await;
+            let result = apis.releases.patch(name, &params, &Patch::Merge(body)).await;
             ctx.metrics.wrote(Write::ReleaseSync, result.is_ok());
             result.map_err(|source| FullError::Write {
                 step: format!("syncing release {name}"),

@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 use vm_import_api::{Condition, VMAdoption, VMAdoptionStatus};
 use vm_import_core::apps::Charts;
 
-use crate::metrics::{Metrics, Write};
+use crate::{
+    journal::Journal,
+    metrics::{Metrics, Write},
+};
 
 /// Field manager of the VMAdoption status.
 pub const STATUS_MANAGER: &str = "vm-import-full-adoption";
@@ -36,6 +39,8 @@ pub struct FullContext {
     pub charts: Charts,
     /// How long to wait before re-checking something outside the controller.
     pub recheck: Duration,
+    /// What the watch showed of each adopted VM since the sync last decided about it.
+    pub journal: Arc<Journal>,
 }
 
 /// Why a full-adoption reconcile failed; it is retried with backoff.

@@ -108,6 +108,7 @@ fn context(client: kube::Client) -> Arc<FullContext> {
         metrics: Arc::new(Metrics::default()),
         charts: Charts::default(),
         recheck: Duration::ZERO,
+        journal: Default::default(),
     })
 }
 

@@ -30,6 +30,15 @@
 //!   always did: it may then miss such an edit, but it never takes a values edit for a
 //!   VM edit. The record is written in the same patch as the values it describes, so
 //!   the two never disagree.
+//! - **An edit the upgrade has already reverted** when the sync reads the VM (the
+//!   upgrade's apply, a forced upgrade or drift correction landed between the edit and
+//!   the read) is not lost either: the controller keeps, per adopted VM, every version
+//!   its watch delivered since the sync's last decision ([`Seen`]). A value one of them
+//!   showed that none of the known generations has is an edit, and the last such value
+//!   of a key is written, even though the VM shows the old one again. Its limit: a user
+//!   who edits a key and puts it back to a known value before the sync decides (well
+//!   under a second) gets the edit, not the undo; the VM and the values then agree on a
+//!   value the user set, and nothing is lost silently.
 
 use std::collections::BTreeMap;
 
@@ -83,6 +92,53 @@ pub struct Synced {
     pub generation: i64,
     /// The synced keys, normalised as [`effective`] normalises values.
     pub values: BTreeMap<String, Value>,
+}
+
+/// The most VM versions a [`Seen`] keeps between two decisions (the oldest go first).
+const SEEN_LIMIT: usize = 16;
+
+/// What the watch showed of one adopted VM since the sync's last decision about it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Seen {
+    /// The release's `status.observedGeneration` at that decision: the VM has shown
+    /// no older generation's values since. `None` before the first decision (a
+    /// restarted controller), when the versions are not used.
+    pub floor: Option<i64>,
+    /// The VM's versions in the terms of [`SYNC_KEYS`], oldest first, a version equal
+    /// to the one before it merged into it.
+    pub versions: Vec<BTreeMap<String, Value>>,
+}
+
+impl Seen {
+    /// Adds a version of the VM (as JSON) the watch delivered. A VM that cannot be read
+    /// as values adds nothing: the sync's own read reports it.
+    pub fn push(&mut self, vm: &Value) {
+        let Ok((values, _)) = rendered_values(vm) else {
+            return;
+        };
+        let values = synced(&values);
+        if self.versions.last() != Some(&values) {
+            self.versions.push(values);
+        }
+        if self.versions.len() > SEEN_LIMIT {
+            self.versions.remove(0);
+        }
+    }
+
+    /// After `decision`, made from the first `read` versions and `release`: what it
+    /// settled is dropped, and the floor moves to the generation helm-controller had
+    /// applied. A decision that waits, or a failed release, keeps everything for the
+    /// next one; a sync that is off or a VM that is gone keeps nothing.
+    pub fn settle(&mut self, read: usize, decision: &SyncDecision, release: &ReleaseFacts) {
+        match decision {
+            SyncDecision::WaitForRelease | SyncDecision::ReleaseFailed { .. } => {}
+            SyncDecision::Disabled | SyncDecision::NoVm => *self = Self::default(),
+            SyncDecision::Unreadable { .. } | SyncDecision::InSync { .. } | SyncDecision::Patch { .. } => {
+                self.versions.drain(..read.min(self.versions.len()));
+                self.floor = release.observed_generation;
+            }
+        }
+    }
 }
 
 fn record_text(record: &[Synced]) -> String {
@@ -179,8 +235,9 @@ pub enum SyncDecision {
     },
 }
 
-/// Decides the sync of one adopted VM: `vm` is the live VirtualMachine as JSON.
-pub fn decide(vm: Option<&Value>, release: &ReleaseFacts) -> SyncDecision {
+/// Decides the sync of one adopted VM: `vm` is the live VirtualMachine as JSON, `seen`
+/// what the watch showed of it since the last decision.
+pub fn decide(vm: Option<&Value>, release: &ReleaseFacts, seen: &Seen) -> SyncDecision {
     if release.disabled {
         return SyncDecision::Disabled;
     }
@@ -205,7 +262,7 @@ pub fn decide(vm: Option<&Value>, release: &ReleaseFacts) -> SyncDecision {
     let mapped = rendered_values(vm);
     if !settled {
         return match mapped {
-            Ok((live, inexpressible)) => edits_while_applying(&synced(&live), release, inexpressible),
+            Ok((live, inexpressible)) => edits_while_applying(&synced(&live), release, seen, inexpressible),
             Err(_) => SyncDecision::WaitForRelease,
         };
     }
@@ -215,9 +272,27 @@ pub fn decide(vm: Option<&Value>, release: &ReleaseFacts) -> SyncDecision {
     };
     let live = synced(&live);
     let current = effective(&release.values);
+    let mut target = live.clone();
+    // What the VM shows now differs from the values: an edit. Where it agrees, an edit
+    // it showed since and no longer does was reverted by helm-controller.
+    let reverted = match (seen.floor, known_generations(release, seen.floor)) {
+        (Some(_), Some(known)) => unknown_values(seen.versions.iter(), &known),
+        _ => BTreeMap::new(),
+    };
     let drifted: Vec<String> = SYNC_KEYS
         .iter()
-        .filter(|key| live.get(**key) != current.get(**key))
+        .filter(|key| {
+            if live.get(**key) != current.get(**key) {
+                return true;
+            }
+            match reverted.get(**key) {
+                Some(value) => {
+                    target.insert((**key).to_owned(), value.clone());
+                    true
+                }
+                None => false,
+            }
+        })
         .map(|key| (*key).to_owned())
         .collect();
     if drifted.is_empty() {
@@ -229,44 +304,78 @@ pub fn decide(vm: Option<&Value>, release: &ReleaseFacts) -> SyncDecision {
         let record = (!release.record.contains(&now)).then(|| record_text(&[now]));
         return SyncDecision::InSync { inexpressible, record };
     }
-    patch(&live, release, drifted, inexpressible)
+    patch(&target, release, drifted, inexpressible)
 }
 
 /// While helm-controller applies the release, the VM shows, key by key, the values of a
 /// generation from the last applied one to the latest. With every one of them known
-/// (recorded, or the latest values themselves), a key that shows none of them was edited
-/// on the VM since, and is written at once, before the upgrade's apply can put it back.
+/// (recorded, or the latest values themselves), a key that shows none of them, now or
+/// in a version the watch delivered since the last decision, was edited on the VM, and
+/// is written at once, before the upgrade's apply can put it back.
 fn edits_while_applying(
     live: &BTreeMap<String, Value>,
     release: &ReleaseFacts,
+    seen: &Seen,
     inexpressible: Vec<String>,
 ) -> SyncDecision {
-    let (Some(applied), Some(latest)) = (release.observed_generation, release.generation) else {
+    let Some(known) = known_generations(release, seen.floor) else {
         return SyncDecision::WaitForRelease;
     };
-    let recorded = |generation: i64| release.record.iter().find(|r| r.generation == generation);
-    let known = applied >= 1
-        && latest >= applied
-        && latest - applied < RECORD_LIMIT as i64
-        && (applied..latest).all(|generation| recorded(generation).is_some());
-    if !known {
-        return SyncDecision::WaitForRelease;
-    }
-    let current = effective(&release.values);
-    let edited: Vec<String> = SYNC_KEYS
-        .iter()
-        .filter(|key| live.get(**key) != current.get(**key))
-        .filter(|key| {
-            !(applied..latest)
-                .filter_map(recorded)
-                .any(|r| r.values.get(**key) == live.get(**key))
-        })
-        .map(|key| (*key).to_owned())
-        .collect();
+    let versions: &[BTreeMap<String, Value>] = if seen.floor.is_some() { &seen.versions } else { &[] };
+    let edited = unknown_values(versions.iter().chain([live]), &known);
     if edited.is_empty() {
         return SyncDecision::WaitForRelease;
     }
-    patch(live, release, edited, inexpressible)
+    let mut target = live.clone();
+    let drifted = SYNC_KEYS
+        .iter()
+        .filter_map(|key| {
+            let value = edited.get(*key)?;
+            target.insert((*key).to_owned(), value.clone());
+            Some((*key).to_owned())
+        })
+        .collect();
+    patch(&target, release, drifted, inexpressible)
+}
+
+/// What the VM may have shown since the last decision, generation by generation: the
+/// record's values from the lower of `floor` and the applied generation up to the one
+/// before the latest, then the latest values. `None` when one of them is not recorded.
+fn known_generations(release: &ReleaseFacts, floor: Option<i64>) -> Option<Vec<BTreeMap<String, Value>>> {
+    let (applied, latest) = (release.observed_generation?, release.generation?);
+    let lower = floor.map_or(applied, |floor| floor.min(applied));
+    if lower < 1 || latest < lower || latest - lower >= RECORD_LIMIT as i64 {
+        return None;
+    }
+    let mut known = (lower..latest)
+        .map(|generation| {
+            release
+                .record
+                .iter()
+                .find(|r| r.generation == generation)
+                .map(|r| r.values.clone())
+        })
+        .collect::<Option<Vec<_>>>()?;
+    known.push(effective(&release.values));
+    Some(known)
+}
+
+/// Key by key, the last value `versions` show that no generation in `known` has.
+fn unknown_values<'a>(
+    versions: impl DoubleEndedIterator<Item = &'a BTreeMap<String, Value>> + Clone,
+    known: &[BTreeMap<String, Value>],
+) -> BTreeMap<String, Value> {
+    SYNC_KEYS
+        .iter()
+        .filter_map(|key| {
+            let value = versions
+                .clone()
+                .rev()
+                .filter_map(|version| version.get(*key))
+                .find(|value| known.iter().all(|generation| generation.get(*key) != Some(*value)))?;
+            Some(((*key).to_owned(), value.clone()))
+        })
+        .collect()
 }
 
 /// The decision to write the live values of `drifted` into the release, with the
@@ -462,6 +571,11 @@ pub fn effective(values: &Value) -> BTreeMap<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The decision with nothing seen since the last one.
+    fn decide(vm: Option<&Value>, release: &ReleaseFacts) -> SyncDecision {
+        super::decide(vm, release, &Seen::default())
+    }
 
     fn vm(run_strategy: &str, cores: u32, memory: &str) -> Value {
         json!({
@@ -776,5 +890,181 @@ mod tests {
             decide(Some(&vm("Halted", 3, "4Gi")), &applying(stopping, &[], 4)),
             SyncDecision::WaitForRelease
         );
+    }
+
+    /// What the watch delivered since a decision made when helm-controller had applied
+    /// `floor`.
+    fn seen(floor: i64, versions: &[Value]) -> Seen {
+        let mut seen = Seen {
+            floor: Some(floor),
+            ..Default::default()
+        };
+        for version in versions {
+            seen.push(version);
+        }
+        seen
+    }
+
+    fn settled_at(values: Value, record: &[Synced], generation: i64) -> ReleaseFacts {
+        let mut release = applying(values, record, generation);
+        release.observed_generation = Some(generation);
+        release.ready = Some(ReadyCondition {
+            status: "True".into(),
+            message: "Helm upgrade succeeded".into(),
+            observed_generation: Some(generation),
+        });
+        release
+    }
+
+    #[test]
+    fn an_edit_the_upgrade_reverted_before_the_read_is_still_written() {
+        let settled = in_sync(&vm("Always", 2, "4Gi"), values());
+        let mut release = applied(values());
+        release.record = settled;
+        let SyncDecision::Patch { record, .. } = decide(Some(&vm("Halted", 2, "4Gi")), &release) else {
+            panic!("the stop is written");
+        };
+        let record = parse(&record);
+        let mut stopping = values();
+        stopping["runStrategy"] = json!("Halted");
+        // While 4 is applied, the user resizes to 3 cores and the upgrade's apply puts 2
+        // back before the sync reads the VM: the watch showed the 3.
+        let watched = seen(
+            3,
+            &[vm("Halted", 2, "4Gi"), vm("Halted", 3, "4Gi"), vm("Halted", 2, "4Gi")],
+        );
+        for release in [
+            applying(stopping.clone(), &record, 4),
+            settled_at(stopping.clone(), &record, 4),
+        ] {
+            let SyncDecision::Patch {
+                drifted,
+                values: patch,
+                record: next,
+                ..
+            } = super::decide(Some(&vm("Halted", 2, "4Gi")), &release, &watched)
+            else {
+                panic!("the reverted resize must be written: {release:?}");
+            };
+            assert_eq!(drifted, ["resources"]);
+            assert_eq!(
+                Value::Object(patch),
+                json!({"resources": {"cpu": 3, "sockets": 1, "memory": "4Gi"}})
+            );
+            let next = parse(&next);
+            let last = next.last().unwrap();
+            assert_eq!(last.generation, 5);
+            assert_eq!(last.values["resources"]["cpu"], 3, "the record says what 5 renders");
+            assert_eq!(last.values["runStrategy"], "Halted");
+        }
+        // Without what the watch showed, the resize is invisible: that is the loss.
+        assert_eq!(
+            decide(Some(&vm("Halted", 2, "4Gi")), &settled_at(stopping, &record, 4)),
+            SyncDecision::InSync {
+                inexpressible: Vec::new(),
+                record: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_stop_and_a_resize_a_forced_upgrade_reverted_are_written() {
+        let settled = in_sync(&vm("Always", 2, "4Gi"), values());
+        let release = settled_at(values(), &settled, 3);
+        // Drift correction or a forced upgrade re-applied generation 3 after the edits.
+        let watched = seen(
+            3,
+            &[vm("Halted", 2, "4Gi"), vm("Halted", 3, "4Gi"), vm("Always", 2, "4Gi")],
+        );
+        let SyncDecision::Patch { drifted, values, .. } =
+            super::decide(Some(&vm("Always", 2, "4Gi")), &release, &watched)
+        else {
+            panic!("both edits must be written");
+        };
+        assert_eq!(drifted, ["runStrategy", "resources"]);
+        assert_eq!(values["runStrategy"], "Halted");
+        assert_eq!(values["resources"]["cpu"], 3);
+    }
+
+    #[test]
+    fn what_the_watch_showed_of_a_values_edit_is_no_vm_edit() {
+        let settled = in_sync(&vm("Always", 2, "4Gi"), values());
+        let mut bigger = values();
+        bigger["resources"]["cpu"] = json!(8);
+        // The VM went from generation 3's values to 4's, as helm-controller applied them.
+        let watched = seen(3, &[vm("Always", 2, "4Gi"), vm("Always", 8, "4Gi")]);
+        assert_eq!(
+            super::decide(
+                Some(&vm("Always", 8, "4Gi")),
+                &applying(bigger.clone(), &settled, 4),
+                &watched
+            ),
+            SyncDecision::WaitForRelease
+        );
+        assert!(matches!(
+            super::decide(
+                Some(&vm("Always", 8, "4Gi")),
+                &settled_at(bigger.clone(), &settled, 4),
+                &watched
+            ),
+            SyncDecision::InSync { .. }
+        ));
+        // A generation nothing recorded (2) may be what a version showed: not used.
+        let older = seen(2, &[vm("Always", 5, "4Gi")]);
+        assert!(matches!(
+            super::decide(
+                Some(&vm("Always", 8, "4Gi")),
+                &settled_at(bigger.clone(), &settled, 4),
+                &older
+            ),
+            SyncDecision::InSync { .. }
+        ));
+        // Nor before the first decision since the controller started.
+        let mut restarted = seen(3, &[vm("Always", 5, "4Gi")]);
+        restarted.floor = None;
+        assert!(matches!(
+            super::decide(
+                Some(&vm("Always", 8, "4Gi")),
+                &settled_at(bigger, &settled, 4),
+                &restarted
+            ),
+            SyncDecision::InSync { .. }
+        ));
+    }
+
+    #[test]
+    fn seen_keeps_distinct_versions_until_a_decision_settles_them() {
+        let mut watched = seen(
+            3,
+            &[vm("Always", 2, "4Gi"), vm("Always", 2, "4Gi"), vm("Halted", 2, "4Gi")],
+        );
+        assert_eq!(watched.versions.len(), 2, "an unchanged version is merged");
+        watched.push(&json!({"metadata": {"name": "x"}, "spec": "garbled"}));
+        assert_eq!(watched.versions.len(), 2, "an unreadable version adds nothing");
+        for cores in 1..=40 {
+            watched.push(&vm("Always", cores, "4Gi"));
+        }
+        assert_eq!(watched.versions.len(), SEEN_LIMIT);
+        assert_eq!(watched.versions.last().unwrap()["resources"]["cpu"], 40);
+
+        let mut release = applied(values());
+        release.observed_generation = Some(4);
+        let kept = watched.clone();
+        watched.settle(3, &SyncDecision::WaitForRelease, &release);
+        assert_eq!(watched, kept, "a wait keeps everything");
+        watched.settle(3, &SyncDecision::ReleaseFailed { message: String::new() }, &release);
+        assert_eq!(watched, kept);
+        let in_sync = SyncDecision::InSync {
+            inexpressible: Vec::new(),
+            record: None,
+        };
+        watched.settle(3, &in_sync, &release);
+        assert_eq!(watched.versions.len(), SEEN_LIMIT - 3, "only what was read is settled");
+        assert_eq!(watched.floor, Some(4));
+        watched.settle(usize::MAX, &in_sync, &release);
+        assert!(watched.versions.is_empty());
+        watched.push(&vm("Always", 2, "4Gi"));
+        watched.settle(0, &SyncDecision::NoVm, &release);
+        assert_eq!(watched, Seen::default());
     }
 }

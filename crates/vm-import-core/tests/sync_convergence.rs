@@ -2,8 +2,10 @@
 //! upgrades (rendered with the vm-instance chart model, values checked against the
 //! chart's schema) and sync passes, the loop settles within a few rounds, never writes
 //! on a settled VM, keeps an edit made to the VM (while the release is settled, or while
-//! an upgrade is pending) and never reverts an edit made to the values. The sync's
-//! record travels with the release's values, as its annotation does.
+//! an upgrade is pending, even when an upgrade or drift correction reverted it before
+//! the sync ran) and never reverts an edit made to the values. The sync's record
+//! travels with the release's values, as its annotation does, and it sees every version
+//! of the VM, as the controller's watch delivers them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -13,7 +15,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use vm_import_core::{
     instance::rendered_values,
-    sync::{ReadyCondition, ReleaseFacts, SyncDecision, Synced, decide},
+    sync::{ReadyCondition, ReleaseFacts, Seen, SyncDecision, Synced, decide},
 };
 
 const RELEASE: &str = "vm-instance-web";
@@ -66,6 +68,8 @@ struct World {
     writes: usize,
     /// The sync's record on the release.
     record: Vec<Synced>,
+    /// The VM's versions since the sync's last decision.
+    seen: Seen,
 }
 
 fn merge(target: &mut Value, patch: &Map<String, Value>) {
@@ -106,6 +110,7 @@ impl World {
             vm,
             writes: 0,
             record: Vec::new(),
+            seen: Seen::default(),
         }
     }
 
@@ -144,6 +149,7 @@ impl World {
         match render(&self.values, RELEASE, NS, &BTreeSet::new()) {
             Ok(vm) => {
                 self.vm = vm;
+                self.seen.push(&self.vm);
                 self.failed = None;
             }
             Err(e) => self.failed = Some(e),
@@ -154,7 +160,10 @@ impl World {
 
     /// One sync pass; whether it wrote.
     fn sync(&mut self) -> bool {
-        match decide(Some(&self.vm), &self.release()) {
+        let (release, read) = (self.release(), self.seen.versions.len());
+        let decision = decide(Some(&self.vm), &release, &self.seen);
+        self.seen.settle(read, &decision, &release);
+        match decision {
             SyncDecision::Patch { values, record, .. } => {
                 merge(&mut self.values, &values);
                 check_values(&self.schema, &self.values).expect("the sync writes valid values");
@@ -242,6 +251,7 @@ impl World {
                 self.sync();
             }
         }
+        self.seen.push(&self.vm);
     }
 
     /// Upgrades and syncs until neither has anything to do; the rounds it took.
@@ -284,7 +294,7 @@ proptest! {
         prop_assert!(!world.sync(), "a settled VM costs no write");
         prop_assert_eq!(world.writes, writes);
         if world.failed.is_none() {
-            match decide(Some(&world.vm), &world.release()) {
+            match decide(Some(&world.vm), &world.release(), &world.seen) {
                 SyncDecision::InSync { .. } => {}
                 other => prop_assert!(false, "not in sync: {other:?}"),
             }
@@ -370,6 +380,53 @@ proptest! {
         prop_assert_eq!(now.resources, resized.resources);
     }
 
+    /// An edit of the VM that drift correction (or a forced upgrade) put back before the
+    /// sync ran is in the values once the loop settles: the sync saw it in the watch.
+    #[test]
+    fn a_vm_edit_reverted_before_the_sync_ran_is_kept(
+        history in prop::collection::vec(op(), 0..20),
+        edit in op().prop_filter("a VM edit", is_expressible),
+    ) {
+        let mut world = World::new();
+        for op in &history {
+            world.apply(op);
+        }
+        world.quiesce();
+        prop_assume!(world.failed.is_none());
+        world.apply(&edit);
+        let (edited, _) = rendered_values(&world.vm).expect("an edited VM maps");
+        world.apply(&Op::DriftCorrection);
+        world.quiesce();
+        let (now, _) = rendered_values(&world.vm).expect("a rendered VM maps");
+        prop_assert_eq!(now, edited);
+    }
+
+    /// A resize made while a pending upgrade is applied, which that upgrade's apply puts
+    /// back before the sync reads the VM, is in the values once the loop settles.
+    #[test]
+    fn a_vm_edit_the_pending_upgrade_reverted_is_kept(
+        history in prop::collection::vec(op(), 0..20),
+        run in 0..4usize,
+        cores in 1..8u32,
+        memory in 0..4usize,
+    ) {
+        let mut world = World::new();
+        for op in &history {
+            world.apply(op);
+        }
+        world.quiesce();
+        prop_assume!(world.failed.is_none());
+        world.apply(&Op::VmRun(run));
+        world.sync();
+        prop_assume!(!world.settled());
+        world.apply(&Op::VmResize(cores, memory));
+        let (resized, _) = rendered_values(&world.vm).expect("an edited VM maps");
+        world.upgrade();
+        world.quiesce();
+        let (now, _) = rendered_values(&world.vm).expect("a rendered VM maps");
+        prop_assert_eq!(now.resources, resized.resources);
+    }
+
     /// A setting values cannot express is reported as soon as it is made.
     #[test]
     fn an_inexpressible_edit_is_reported(history in prop::collection::vec(op(), 0..20), mac in any::<bool>()) {
@@ -381,7 +438,7 @@ proptest! {
         prop_assume!(world.failed.is_none());
         world.apply(&Op::DriftCorrection);
         world.apply(if mac { &Op::VmMac } else { &Op::VmForeignDisk });
-        match decide(Some(&world.vm), &world.release()) {
+        match decide(Some(&world.vm), &world.release(), &world.seen) {
             SyncDecision::InSync { inexpressible, .. } | SyncDecision::Patch { inexpressible, .. } => {
                 prop_assert_eq!(inexpressible.len(), 1, "{:?}", inexpressible);
             }
