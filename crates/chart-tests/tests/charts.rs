@@ -614,22 +614,40 @@ fn controller_rbac_is_least_privilege() {
 }
 
 #[test]
-fn tenants_get_vmadoption_rights_through_cozystack_aggregation() {
+fn tenants_get_their_imports_and_adoptions_through_cozystack_aggregation() {
     let docs = controller_docs("defaults.yaml");
-    let admin = cluster_role(&docs, "-vmadoptions-admin").unwrap();
-    assert_eq!(
-        admin["metadata"]["labels"]["rbac.cozystack.io/aggregate-to-tenant-admin"],
-        "true"
-    );
-    let verbs: Vec<String> = grants(admin).into_iter().map(|(_, _, v)| v).collect();
-    assert_eq!(verbs, ["get", "list", "watch", "create", "delete"]);
-    let view = cluster_role(&docs, "-vmadoptions-view").unwrap();
-    assert_eq!(
-        view["metadata"]["labels"]["rbac.cozystack.io/aggregate-to-tenant-view"],
-        "true"
-    );
-    let verbs: Vec<String> = grants(view).into_iter().map(|(_, _, v)| v).collect();
-    assert_eq!(verbs, ["get", "list", "watch"]);
+    let reads: Vec<(&str, &str, &str)> = ["vmadoptions"]
+        .iter()
+        .map(|r| ("vm-import.cozystack.io", *r))
+        .chain(
+            ["plans", "migrations", "providers", "networkmaps", "storagemaps"]
+                .iter()
+                .map(|r| ("forklift.konveyor.io", *r)),
+        )
+        .flat_map(|(g, r)| ["get", "list", "watch"].map(move |v| (g, r, v)))
+        .collect();
+    let mut use_ = reads.clone();
+    use_.push(("forklift.konveyor.io", "migrations", "patch"));
+    let mut admin = reads.clone();
+    admin.extend([
+        ("vm-import.cozystack.io", "vmadoptions", "create"),
+        ("vm-import.cozystack.io", "vmadoptions", "delete"),
+        ("forklift.konveyor.io", "migrations", "create"),
+        ("forklift.konveyor.io", "migrations", "patch"),
+    ]);
+    for (tier, expected) in [("view", reads), ("use", use_), ("admin", admin)] {
+        let role = cluster_role(&docs, &format!("-tenant-{tier}")).unwrap();
+        assert_eq!(
+            role["metadata"]["labels"][format!("rbac.cozystack.io/aggregate-to-tenant-{tier}")],
+            "true"
+        );
+        let mut granted = grants(role);
+        granted.sort();
+        let mut expected = triples(&expected);
+        expected.sort();
+        // Exactly these: no Secrets, nothing else.
+        assert_eq!(granted, expected, "{tier}");
+    }
 }
 
 #[test]

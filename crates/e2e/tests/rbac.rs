@@ -78,8 +78,9 @@ async fn apply_rbac(client: &Client, namespace: &str, manifests: &[DynamicObject
     applied
 }
 
-/// A kubeconfig for the current cluster that authenticates with `token` only.
-fn token_kubeconfig(token: &str) -> PathBuf {
+/// A kubeconfig for the current cluster that authenticates with `token` only, in a
+/// file named after `name`.
+fn token_kubeconfig(token: &str, name: &str) -> PathBuf {
     let cluster = cluster::current_cluster().unwrap_or_else(|e| panic!("{e}"));
     let config = json!({
         "apiVersion": "v1", "kind": "Config",
@@ -92,7 +93,7 @@ fn token_kubeconfig(token: &str) -> PathBuf {
         "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
         "current-context": "sa",
     });
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rbac-kubeconfig.yaml");
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("rbac-kubeconfig-{name}.yaml"));
     std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
     path
 }
@@ -114,7 +115,7 @@ async fn the_controller_runs_on_the_charts_own_rbac() {
         .await
         .unwrap();
     let token = issued.status.unwrap().token;
-    let kubeconfig = token_kubeconfig(&token);
+    let kubeconfig = token_kubeconfig(&token, "controller");
 
     // The token is really restricted: the chart grants no deletion of PVs.
     let options = KubeConfigOptions::default();
@@ -171,4 +172,195 @@ async fn the_controller_runs_on_the_charts_own_rbac() {
     world.cleanup().await.unwrap();
     t.cleanup().await.unwrap();
     cluster::delete_namespace(&client, &system).await.unwrap();
+}
+
+/// A client that authenticates as ServiceAccount `name` of `ns`.
+async fn as_account(client: &Client, ns: &str, name: &str) -> Client {
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), ns);
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 600}})).unwrap();
+    let issued: TokenRequest = accounts
+        .create_subresource("token", name, &PostParams::default(), &request)
+        .await
+        .unwrap();
+    let kubeconfig = token_kubeconfig(&issued.status.unwrap().token, &format!("{ns}-{name}"));
+    let options = KubeConfigOptions::default();
+    let config = Config::from_custom_kubeconfig(Kubeconfig::read_from(&kubeconfig).unwrap(), &options)
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// The HTTP status of a refused request, or 200.
+fn code<T>(result: Result<T, kube::Error>) -> u16 {
+    match result {
+        Ok(_) => 200,
+        Err(kube::Error::Api(status)) => status.code,
+        Err(e) => panic!("not an API answer: {e}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
+async fn tenants_see_their_own_imports_through_cozystack_aggregation() {
+    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
+    let own = Tenant::new("vm-import-rbac-own").await.unwrap();
+    let other = Tenant::new("vm-import-rbac-other").await.unwrap();
+    for t in [&own, &other] {
+        t.import("import", &["vm-1"], true, true).await.unwrap();
+        cluster::create(
+            &cluster::dynamic(
+                &client,
+                "forklift.konveyor.io/v1beta1",
+                "Migration",
+                "migrations",
+                &t.ns,
+            ),
+            json!({"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Migration",
+                   "metadata": {"name": "import"}, "spec": {"plan": {"name": "import", "namespace": t.ns}}}),
+        )
+        .await
+        .unwrap();
+    }
+
+    // The chart's tenant roles, and two roles aggregating them as Cozystack's tenant
+    // roles do; kube-controller-manager fills those in.
+    let tenant_roles: Vec<DynamicObject> = render(&own.ns)
+        .into_iter()
+        .filter(|o| o.types.as_ref().is_some_and(|t| t.kind == "ClusterRole"))
+        .filter(|o| {
+            o.metadata.labels.as_ref().is_some_and(|l| {
+                l.keys()
+                    .any(|k| k.starts_with("rbac.cozystack.io/aggregate-to-tenant-"))
+            })
+        })
+        .collect();
+    assert_eq!(tenant_roles.len(), 3, "view, use and admin");
+    apply_rbac(&client, &own.ns, &tenant_roles).await;
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
+    for tier in ["view", "use"] {
+        let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": format!("vm-import-e2e:tenant-{tier}")},
+            "aggregationRule": {"clusterRoleSelectors": [
+                {"matchLabels": {format!("rbac.cozystack.io/aggregate-to-tenant-{tier}"): "true"}}]}});
+        roles
+            .patch(
+                &format!("vm-import-e2e:tenant-{tier}"),
+                &PatchParams::apply("vm-import-e2e").force(),
+                &Patch::Apply(role),
+            )
+            .await
+            .unwrap();
+        let rolebindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(client.clone(), &own.ns);
+        rolebindings
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": tier},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                "name": format!("vm-import-e2e:tenant-{tier}")},
+                    "subjects": [{"kind": "ServiceAccount", "name": tier, "namespace": own.ns}]
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        cluster::wait_for("the tenant role aggregated", Duration::from_secs(30), || async {
+            let role = roles.get(&format!("vm-import-e2e:tenant-{tier}")).await.ok()?;
+            role.rules
+                .unwrap_or_default()
+                .iter()
+                .any(|r| r.resources.as_ref().is_some_and(|r| r.iter().any(|r| r == "plans")))
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    let viewer = as_account(&client, &own.ns, "view").await;
+    let user = as_account(&client, &own.ns, "use").await;
+    let api = |c: &Client, t: &Tenant, kind: &str, plural: &str| {
+        cluster::dynamic(c, "forklift.konveyor.io/v1beta1", kind, plural, &t.ns)
+    };
+    let cancel = Patch::Merge(json!({"spec": {"cancel": [{"id": "vm-1"}]}}));
+
+    // A viewer reads its own namespace's Plans, Migrations and Providers.
+    let plans = api(&viewer, &own, "Plan", "plans")
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(plans.items.len(), 1);
+    assert_eq!(
+        code(api(&viewer, &own, "Migration", "migrations").get("import").await),
+        200
+    );
+    assert_eq!(
+        code(api(&viewer, &own, "Provider", "providers").get("vcenter").await),
+        200
+    );
+    // Nothing of another namespace, no Secrets, and no cancelling.
+    assert_eq!(
+        code(api(&viewer, &other, "Plan", "plans").list(&Default::default()).await),
+        403
+    );
+    assert_eq!(code(api(&viewer, &other, "Plan", "plans").get("import").await), 403);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(viewer.clone(), &own.ns);
+    assert_eq!(code(secrets.list(&Default::default()).await), 403);
+    assert_eq!(
+        code(
+            api(&viewer, &own, "Migration", "migrations")
+                .patch("import", &PatchParams::default(), &cancel)
+                .await
+        ),
+        403
+    );
+    // A user may cancel a VM's migration in its own namespace, not elsewhere, and may
+    // not start a new one.
+    assert_eq!(
+        code(
+            api(&user, &own, "Migration", "migrations")
+                .patch("import", &PatchParams::default(), &cancel)
+                .await
+        ),
+        200
+    );
+    assert_eq!(
+        code(
+            api(&user, &other, "Migration", "migrations")
+                .patch("import", &PatchParams::default(), &cancel)
+                .await
+        ),
+        403
+    );
+    let retry = json!({"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Migration",
+                       "metadata": {"name": "retry"}, "spec": {"plan": {"name": "import", "namespace": own.ns}}});
+    assert_eq!(
+        code(
+            api(&user, &own, "Migration", "migrations")
+                .create(&PostParams::default(), &serde_json::from_value(retry).unwrap())
+                .await
+        ),
+        403
+    );
+
+    for tier in ["view", "use"] {
+        roles
+            .delete(&format!("vm-import-e2e:tenant-{tier}"), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    for role in &tenant_roles {
+        roles
+            .delete(role.metadata.name.as_deref().unwrap(), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    own.cleanup().await.unwrap();
+    other.cleanup().await.unwrap();
 }
