@@ -669,3 +669,132 @@ async fn a_vm_screen_and_serial_console_open_in_the_browser() {
     println!("stream: click to first frame {} ms", found["firstFrameMs"]);
     cluster::delete_namespace(&w.client, &w.ns).await.unwrap();
 }
+
+/// Forklift's status of Plan `imports` after `round` updates: vm-301 walks the cold
+/// pipeline, its disk transfer growing by 5 GiB a round; vm-302 fails its transfer with
+/// Forklift's error, and (as 2.12 reports) a warning on its allocation.
+fn walking_status(round: i64) -> serde_json::Value {
+    let total = 20480;
+    let step = |name: &str, started: bool, done: bool, progress: (i64, i64)| {
+        let mut s = json!({"name": name, "description": format!("{name}."), "progress": {"completed": progress.0, "total": progress.1}});
+        if name.starts_with("Disk") {
+            s["annotations"] = json!({"unit": "MB"});
+        }
+        if started {
+            s["phase"] = json!(if done { "Completed" } else { "Running" });
+            s["started"] = json!("2026-12-04T09:00:00Z");
+        }
+        if done {
+            s["completed"] = json!("2026-12-04T09:01:00Z");
+        }
+        s
+    };
+    let copied = (5120 * round).min(total);
+    let walking = json!({"id": "vm-301", "name": "app-01", "phase": "CopyDisks", "started": "2026-12-04T09:00:00Z", "pipeline": [
+        step("Initialize", true, true, (1, 1)),
+        step("DiskAllocation", true, true, (total, total)),
+        step("DiskTransfer", round > 0, copied == total, (copied, total)),
+        step("ImageConversion", false, false, (0, 1)),
+        step("VirtualMachineCreation", false, false, (0, 1)),
+    ]});
+    let mut failed = step("DiskTransfer", true, false, (512, total));
+    failed["phase"] = json!("Failed");
+    failed["error"] =
+        json!({"phase": "Failed", "reasons": ["Unable to connect to vddk data source: NFC connection refused"]});
+    let mut allocated = step("DiskAllocation", true, true, (total, total));
+    allocated["warning"] = json!({"phase": "Completed", "reasons": ["disk 0 is thin-provisioned"]});
+    let stuck = json!({"id": "vm-302", "name": "app-02", "phase": "CopyDisks", "started": "2026-12-04T09:00:00Z", "pipeline": [
+        step("Initialize", true, true, (1, 1)), allocated, failed,
+    ]});
+    json!({"conditions": [{"type": "Ready", "status": "True", "category": "Required", "lastTransitionTime": "2026-12-04T09:00:00Z"},
+                          {"type": "Executing", "status": "True", "category": "Advisory", "lastTransitionTime": "2026-12-04T09:00:00Z"}],
+           "migration": {"started": "2026-12-04T09:00:00Z", "vms": [walking, stuck]}})
+}
+
+#[tokio::test]
+#[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
+async fn an_imports_steps_move_and_a_stuck_vm_says_why_on_the_imports_page() {
+    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
+    let halted = json!({"runStrategy": "Halted", "template": {"spec": {"domain": {"devices": {}}}}});
+    let (ns, _) = tenant_with_vm(&client, "vm-import-e2e-imports", halted).await;
+    let plans = cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Plan", "plans", &ns);
+    let mut plan = vm_import_e2e::objects::plan("imports", &ns, "vcenter", &["vm-301".into(), "vm-302".into()], true);
+    plan["metadata"]["labels"] = json!({"app.kubernetes.io/name": "vm-import", "app.kubernetes.io/instance": "batch"});
+    cluster::create(&plans, plan).await.unwrap();
+    let mut rules = reader_rules();
+    rules
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"apiGroups": ["forklift.konveyor.io"],
+        "resources": ["plans", "migrations"], "verbs": ["get", "list", "watch"]}));
+    let reader = account(&client, &ns, "reader", rules).await;
+    let outsider = account(&client, &ns, "outsider", reader_rules()).await;
+    let app = console(Default::default());
+    let fetch = |token: &str, path: String| {
+        let app = app.clone();
+        let request = Request::get(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let transfer = |html: &str, vm: &str| -> String {
+        let section = &html[html.find(&format!(r#"data-source-vm="{vm}""#)).unwrap()..];
+        let row = &section[section.find(r#"data-step="DiskTransfer""#).unwrap()..];
+        row[..row.find("</tr>").unwrap()].to_owned()
+    };
+    let mut seen = Vec::new();
+    for round in 0..=4 {
+        cluster::set_plan_status(&plans, "imports", walking_status(round))
+            .await
+            .unwrap();
+        let (status, html) = fetch(&reader, format!("/ns/{ns}/imports/imports/vms")).await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        seen.push(transfer(&html, "vm-301"));
+        // What the API server kept of Forklift's 2.12 shape: the unit, the error, the warning.
+        assert!(
+            html.contains("Stuck: </strong>step DiskTransfer failed: Failed: Unable to connect to vddk data source: NFC connection refused"),
+            "{html}"
+        );
+        assert!(html.contains("Completed: disk 0 is thin-provisioned"), "{html}");
+    }
+    assert!(!seen[0].contains("<progress"), "not started: {}", seen[0]);
+    for (round, percent) in [(1, 25), (2, 50), (3, 75), (4, 100)] {
+        assert!(
+            seen[round].contains(&format!(r#"value="{percent}""#)) && seen[round].contains(" MB / 20480 MB"),
+            "round {round}: {}",
+            seen[round]
+        );
+    }
+    let (_, list) = fetch(&reader, format!("/ns/{ns}/imports")).await;
+    assert!(list.contains(">batch<") && list.contains("1 stuck"), "{list}");
+
+    // The plugin, with the reader's token; and a user who may not read Plans.
+    let as_user = |token: String| async move {
+        let mut config = kube::Config::infer().await.unwrap();
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.into()),
+            ..Default::default()
+        };
+        kube::Client::try_from(config).unwrap()
+    };
+    let out = vm_import_client::ops::imports(&as_user(reader.clone()).await, &ns, Some("imports"))
+        .await
+        .unwrap();
+    assert!(out.contains("app-01 (vm-301): CopyDisks"), "{out}");
+    assert!(out.contains("100% 20480 MB/20480 MB"), "{out}");
+    assert!(out.contains("Stuck: step DiskTransfer failed"), "{out}");
+    let (status, refused) = fetch(&outsider, format!("/ns/{ns}/imports")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(!refused.contains("vm-301"));
+    let err = vm_import_client::ops::imports(&as_user(outsider).await, &ns, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("forbidden: listing Plans"), "{err}");
+    cluster::delete_namespace(&client, &ns).await.unwrap();
+}

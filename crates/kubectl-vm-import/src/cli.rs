@@ -73,6 +73,16 @@ pub enum Command {
     Vnc(StreamArgs),
     /// Open a VM's serial console: the console's page, or `virtctl console`.
     Console(StreamArgs),
+    /// List the namespace's imports (Forklift Plans), or show one import's VMs, each with
+    /// its pipeline steps and why it is stuck.
+    Imports {
+        /// The import (Plan) to show.
+        #[arg(value_parser = dns1123_label)]
+        plan: Option<String>,
+        /// Print again on every change (a watch), until interrupted.
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
     /// Show how far a VM's full adoption got.
     Status {
         /// The VM.
@@ -201,6 +211,20 @@ mod tests {
     }
 
     #[test]
+    fn imports_takes_an_optional_plan_and_watch() {
+        let cli = Cli::try_parse_from(["k", "imports", "web-import", "-w", "-n", "tenant-a"]).expect("parses");
+        assert!(matches!(cli.command, Command::Imports { plan: Some(ref p), watch: true } if p == "web-import"));
+        let cli = Cli::try_parse_from(["k", "imports"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Imports {
+                plan: None,
+                watch: false
+            }
+        ));
+    }
+
+    #[test]
     fn bad_arguments_are_refused_with_a_reason() {
         for (argv, needle) in [
             (vec!["k", "adopt"], "<VM>"),
@@ -210,6 +234,7 @@ mod tests {
             (vec!["k", "frobnicate"], "frobnicate"),
             (vec!["k", "vnc"], "<VM>"),
             (vec!["k", "console", "Web_1"], "DNS-1123"),
+            (vec!["k", "imports", "Web_Import"], "DNS-1123"),
         ] {
             let err = Cli::try_parse_from(&argv).expect_err("refused").to_string();
             assert!(err.contains(needle), "{argv:?}: {err}");

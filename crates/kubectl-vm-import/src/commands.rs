@@ -47,6 +47,11 @@ pub async fn run(cli: Cli) -> Result<String, PluginError> {
         Command::List { all_namespaces, output } => {
             ops::list(&client, &namespace, *all_namespaces, (*output).into()).await
         }
+        Command::Imports { plan, watch: false } => ops::imports(&client, &namespace, plan.as_deref()).await,
+        Command::Imports { plan, watch: true } => {
+            ops::watch_imports(&client, &namespace, plan.as_deref(), |text| println!("{text}")).await?;
+            return Ok(String::new());
+        }
         Command::Status { vm, output } => ops::status(&client, &namespace, vm, (*output).into()).await,
         Command::Adopt(args) => ops::adopt(&client, &namespace, &args.into(), |line| eprintln!("{line}")).await,
         Command::Start { vm } => ops::power(&client, &namespace, vm, "start").await,

@@ -4,10 +4,12 @@
 //! `VMAdoption`, then follow it. No argument parser leaks in: the plugin and the console
 //! turn their own input into the plain types here.
 //!
+//! - [`imports`]: where each VM of a namespace's Forklift imports is;
 //! - [`ops`]: the calls to the API server, and their one-line errors;
 //! - [`text`]: what they print: tables, status, progress, the dry run's YAML.
 #![forbid(unsafe_code)]
 
+pub mod imports;
 pub mod ops;
 pub mod text;
 

@@ -19,7 +19,7 @@ use serde_json::Value;
 use vm_import_api::{Phase, VMAdoption, VMAdoptionSpec};
 use vm_import_core::{
     apps::{self, Charts},
-    contract::{LABEL_ADOPTED, LABEL_ORIGINAL_PLAN, TRACKING_CONFIGMAP_SELECTOR},
+    contract::{FORKLIFT_VM_SELECTOR, LABEL_ADOPTED, LABEL_ORIGINAL_PLAN, TRACKING_CONFIGMAP_SELECTOR},
     instance::{ClaimFacts, InstanceRequest, map_vm},
     preflight,
     tracking::keys,
@@ -105,6 +105,12 @@ pub enum ClientError {
     /// `--wait` gave up.
     #[error("still {0:?} after the timeout; follow it with `kubectl vm-import status`")]
     Timeout(Phase),
+    /// No such import.
+    #[error("no import {0}")]
+    NoSuchImport(String),
+    /// A watch failed.
+    #[error("the watch failed: {0}")]
+    Watch(String),
     /// Another API error.
     #[error("{0}")]
     Api(String),
@@ -146,6 +152,100 @@ pub async fn connect(connection: &Connection) -> Result<(Client, String), Client
         .unwrap_or_else(|| config.default_namespace.clone());
     let client = Client::try_from(config).map_err(|e| ClientError::NoCluster(e.to_string()))?;
     Ok((client, namespace))
+}
+
+fn forklift(client: &Client, namespace: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("forklift.konveyor.io", "v1beta1", kind), plural);
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+fn json_items(list: kube::core::ObjectList<DynamicObject>) -> Vec<Value> {
+    list.items
+        .iter()
+        .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// The imports of `namespace` (one LIST each of Plans, Migrations and Forklift's VMs):
+/// a table, or with `plan`, that import's VMs and their steps.
+pub async fn imports(client: &Client, namespace: &str, plan: Option<&str>) -> Result<String, ClientError> {
+    let plans = forklift(client, namespace, "Plan", "plans")
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_error("listing Plans", e))?;
+    render_imports(client, namespace, plan, &json_items(plans)).await
+}
+
+async fn render_imports(
+    client: &Client,
+    namespace: &str,
+    plan: Option<&str>,
+    plans: &[Value],
+) -> Result<String, ClientError> {
+    let (migration_api, vm_api) = (
+        forklift(client, namespace, "Migration", "migrations"),
+        vms(client, Some(namespace)),
+    );
+    let (all, forklifts) = (
+        ListParams::default(),
+        ListParams::default().labels(FORKLIFT_VM_SELECTOR),
+    );
+    let (migrations, forklift_vms) = futures::join!(migration_api.list(&all), vm_api.list(&forklifts));
+    // Optional detail: a user who may read Plans but not Migrations or VMs.
+    let views = crate::imports::imports(
+        plans,
+        &migrations.map(json_items).unwrap_or_default(),
+        &forklift_vms.map(json_items).unwrap_or_default(),
+        Timestamp::now(),
+    );
+    match plan {
+        None => Ok(crate::imports::table(&views)),
+        Some(name) => views
+            .iter()
+            .find(|i| i.name == name)
+            .map(crate::imports::pipeline)
+            .ok_or_else(|| ClientError::NoSuchImport(format!("(Plan) {name} in namespace {namespace}"))),
+    }
+}
+
+/// [`imports`], printed again through `print` each time a Plan of `namespace` changes
+/// (a watch, not polling), until the watch ends or fails.
+pub async fn watch_imports(
+    client: &Client,
+    namespace: &str,
+    plan: Option<&str>,
+    mut print: impl FnMut(&str),
+) -> Result<(), ClientError> {
+    let api = forklift(client, namespace, "Plan", "plans");
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("forklift.konveyor.io", "v1beta1", "Plan"),
+        "plans",
+    );
+    let writer = kube::runtime::reflector::store::Writer::new(resource);
+    let reader = writer.as_reader();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer);
+    futures::pin_mut!(stream);
+    let mut last = String::new();
+    while let Some(event) = stream.try_next().await.map_err(|e| ClientError::Watch(e.to_string()))? {
+        // Once the list is complete, then on every change.
+        if matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+            continue;
+        }
+        let plans: Vec<Value> = reader
+            .state()
+            .iter()
+            .map(|o| serde_json::to_value(o.as_ref()).unwrap_or(Value::Null))
+            .collect();
+        let text = render_imports(client, namespace, plan, &plans).await?;
+        if text != last {
+            print(&text);
+            last = text;
+        }
+    }
+    Ok(())
 }
 
 fn vms(client: &Client, namespace: Option<&str>) -> Api<DynamicObject> {

@@ -116,6 +116,10 @@ pub enum Kind {
     Claim,
     /// `v1` Event.
     Event,
+    /// `forklift.konveyor.io/v1beta1` Plan.
+    Plan,
+    /// `forklift.konveyor.io/v1beta1` Migration.
+    Migration,
 }
 
 impl Kind {
@@ -135,6 +139,11 @@ impl Kind {
                 "PersistentVolumeClaims",
             ),
             Self::Event => (resource("v1", "Event", "events"), "Events"),
+            Self::Plan => (resource("forklift.konveyor.io/v1beta1", "Plan", "plans"), "Plans"),
+            Self::Migration => (
+                resource("forklift.konveyor.io/v1beta1", "Migration", "migrations"),
+                "Migrations",
+            ),
         }
     }
 }

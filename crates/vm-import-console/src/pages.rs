@@ -2,6 +2,7 @@
 //! JavaScript; `console.js` only refreshes the live parts and asks before a form posts.
 
 use maud::{DOCTYPE, Markup, html};
+use vm_import_client::imports::{ImportView, StepView, VmProgress};
 
 use crate::{
     api::{Action, Permissions},
@@ -33,6 +34,10 @@ fn layout(title: &str, namespace: Option<&str>, body: Markup) -> Markup {
                     a.brand href="/" { "Imported VMs" }
                     @if let Some(ns) = namespace {
                         span.ns { "namespace " strong { (ns) } }
+                        nav.sections {
+                            a href={ "/ns/" (ns) } { "VMs" }
+                            a href={ "/ns/" (ns) "/imports" } { "Imports" }
+                        }
                     }
                     form.picker method="get" action="/" {
                         label for="namespace" { "Namespace" }
@@ -130,6 +135,148 @@ pub fn list(namespace: &str, vm_rows: &[VmRow], trends: Option<&Trends>) -> Mark
                     tbody data-refresh={ "/ns/" (namespace) "/rows" } { (rows(namespace, vm_rows, trends)) }
                 }
             }
+        },
+    )
+}
+
+/// The rows of the imports table (also served alone, for the live refresh).
+pub fn import_rows(namespace: &str, imports: &[ImportView]) -> Markup {
+    html! {
+        @for i in imports {
+            @let done = i.vms.iter().filter(|v| v.completed.is_some() && v.stuck.is_none()).count();
+            @let stuck = i.vms.iter().filter(|v| v.stuck.is_some()).count();
+            tr data-import=(i.name) {
+                td { a href={ "/ns/" (namespace) "/imports/" (i.name) } { (i.name) } }
+                td { @match &i.app { Some(app) => { (app) }, None => { span.muted { "–" } } } }
+                td { (badge(&i.state, state_class(&i.state))) }
+                td { (i.kind) }
+                td { (done) " of " (i.vms.len()) }
+                td { @if stuck > 0 { span.badge.error { (stuck) " stuck" } } @else { span.muted { "–" } } }
+                td { (i.migrations.last().map_or("–", String::as_str)) }
+            }
+        }
+    }
+}
+
+/// A VM's phase in Forklift's pipeline.
+fn phase_class(phase: &str) -> &'static str {
+    match phase {
+        "Completed" | "Succeeded" => "badge running",
+        "Failed" | "Canceled" => "badge error",
+        "" | "Pending" => "badge stopped",
+        _ => "badge transitioning",
+    }
+}
+
+fn state_class(state: &str) -> &'static str {
+    match state {
+        "Succeeded" | "Completed" => "badge running",
+        "Failed" | "Canceled" => "badge error",
+        "Executing" | "Running" => "badge transitioning",
+        _ => "badge stopped",
+    }
+}
+
+/// The Imports page of a namespace: every Forklift Plan, the vm-import applications'
+/// first.
+pub fn imports(namespace: &str, imports: &[ImportView]) -> Markup {
+    layout(
+        namespace,
+        Some(namespace),
+        html! {
+            h1 { "Imports in " (namespace) }
+            @if imports.is_empty() {
+                div.empty {
+                    p { strong { "No imports here." } }
+                    p { "An import appears here once a " code { "VMImport" } " application (or a Forklift Plan) exists in this namespace." }
+                }
+            } @else {
+                table.imports {
+                    thead { tr {
+                        th { "Plan" } th { "Application" } th { "State" } th { "Type" } th { "VMs done" } th { "Stuck" } th { "Migration" }
+                    } }
+                    tbody data-refresh={ "/ns/" (namespace) "/imports/-/rows" } { (import_rows(namespace, imports)) }
+                }
+            }
+        },
+    )
+}
+
+fn amount(value: i64, unit: &str) -> String {
+    if unit.is_empty() {
+        value.to_string()
+    } else {
+        format!("{value} {unit}")
+    }
+}
+
+fn step_row(s: &StepView) -> Markup {
+    html! {
+        tr.step data-step=(s.name) {
+            td { strong { (s.name) } @if !s.description.is_empty() { br; span.muted { (s.description) } } }
+            td { (badge(if s.phase.is_empty() { "Pending" } else { &s.phase }, state_class(&s.phase))) }
+            td.progress {
+                @if let (Some(percent), Some(_)) = (s.percent(), &s.started) {
+                    progress max="100" value=(percent) { (percent) "%" }
+                    " " (amount(s.completed, &s.unit)) " / " (amount(s.total, &s.unit))
+                    @if let Some(rate) = s.rate { " · " (format!("{rate:.1}")) " " (s.unit) "/s" }
+                    @if let Some(eta) = s.eta { " · " (vm_import_client::text::age(eta)) " left" }
+                }
+            }
+            td { (s.started.as_deref().unwrap_or("–")) }
+            td { (s.done.as_deref().unwrap_or("–")) }
+            td {
+                @if let Some(e) = &s.error { span.error { (e) } }
+                @if let Some(w) = &s.warning { span.warning { (w) } }
+            }
+        }
+    }
+}
+
+fn vm_progress(namespace: &str, v: &VmProgress) -> Markup {
+    html! {
+        section.import-vm data-source-vm=(v.id) {
+            h2 { (v.name) " " span.muted.mono { (v.id) } " " (badge(if v.phase.is_empty() { "Pending" } else { &v.phase }, phase_class(&v.phase))) }
+            @if let Some(reason) = &v.stuck { p.stuck { strong { "Stuck: " } (reason) } }
+            p.muted {
+                "Started " (v.started.as_deref().unwrap_or("–")) "; completed " (v.completed.as_deref().unwrap_or("–")) "."
+                @if let Some(vm) = &v.vm {
+                    " VM " a href={ "/ns/" (namespace) "/vms/" (vm) } { (vm) }
+                    @if v.adopted { " (adopted)" } @else { " (not adopted yet)" }
+                }
+            }
+            @if !v.steps.is_empty() {
+                table.pipeline {
+                    thead { tr { th { "Step" } th { "Phase" } th { "Progress" } th { "Started" } th { "Completed" } th { "Error / warning" } } }
+                    tbody { @for s in &v.steps { (step_row(s)) } }
+                }
+            }
+        }
+    }
+}
+
+/// The VMs of one import (also served alone, for the live refresh).
+pub fn import_vms(namespace: &str, import: &ImportView) -> Markup {
+    html! {
+        @if import.vms.is_empty() { p.muted { "Forklift reports no VM for this Plan yet." } }
+        @for v in &import.vms { (vm_progress(namespace, v)) }
+    }
+}
+
+/// The page of one import: each VM's pipeline, refreshed live.
+pub fn import(namespace: &str, import: &ImportView) -> Markup {
+    layout(
+        &import.name,
+        Some(namespace),
+        html! {
+            p { a href={ "/ns/" (namespace) "/imports" } { "← Imports" } }
+            h1 { "Import " (import.name) " " (badge(&import.state, state_class(&import.state))) }
+            p.muted {
+                (import.kind) " import"
+                @if let Some(app) = &import.app { " by application " strong { (app) } }
+                @if let Some(m) = import.migrations.last() { "; Migration " span.mono { (m) } }
+            }
+            div data-refresh={ "/ns/" (namespace) "/imports/" (import.name) "/vms" } { (import_vms(namespace, import)) }
         },
     )
 }

@@ -27,9 +27,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tower_http::services::ServeDir;
 use tracing::{info, warn};
-use vm_import_client::{AdoptRequest, ops as commands};
+use vm_import_client::{AdoptRequest, imports, ops as commands};
 use vm_import_core::{
-    contract::{LABEL_ADOPTED, TRACKING_CONFIGMAP_PREFIX, TRACKING_CONFIGMAP_SELECTOR},
+    contract::{FORKLIFT_VM_SELECTOR, LABEL_ADOPTED, TRACKING_CONFIGMAP_PREFIX, TRACKING_CONFIGMAP_SELECTOR},
     names::is_dns1123_subdomain,
 };
 
@@ -250,6 +250,10 @@ pub fn router(state: AppState) -> Router {
         .route("/static/console.js", get(js))
         .route("/ns/{ns}", get(list_page))
         .route("/ns/{ns}/rows", get(rows_fragment))
+        .route("/ns/{ns}/imports", get(imports_page))
+        .route("/ns/{ns}/imports/-/rows", get(imports_fragment))
+        .route("/ns/{ns}/imports/{plan}", get(import_page))
+        .route("/ns/{ns}/imports/{plan}/vms", get(import_fragment))
         .route("/ns/{ns}/vms/{vm}", get(detail_page))
         .route("/ns/{ns}/vms/{vm}/metrics", get(metrics_fragment))
         .route("/ns/{ns}/vms/{vm}/status", get(status_fragment))
@@ -506,6 +510,86 @@ async fn rows_fragment(State(state): State<Shared>, headers: HeaderMap, Path(ns)
             page(StatusCode::OK, pages::rows(&ns, &rows, trends.as_ref()))
         }
         Err(e) => error_page(&e, None),
+    }
+}
+
+/// The imports of `ns`: one LIST each of Plans, Migrations and VMs, at once. The
+/// Plans decide what the user may see; Migrations and VMs only add detail when readable.
+async fn load_imports(client: &Client, ns: &str) -> Result<Vec<imports::ImportView>, ApiError> {
+    let (plans, migrations, vms) = tokio::join!(
+        api::list(client, Kind::Plan, ns, None, None),
+        api::list(client, Kind::Migration, ns, None, None),
+        api::list(client, Kind::Vm, ns, Some(FORKLIFT_VM_SELECTOR), None),
+    );
+    Ok(imports::imports(
+        &plans?,
+        &migrations.unwrap_or_default(),
+        &vms.unwrap_or_default(),
+        Timestamp::now(),
+    ))
+}
+
+/// The imports of `ns` for the request's user, or the response that says why not.
+async fn user_imports(state: &AppState, headers: &HeaderMap, ns: &str) -> Result<Vec<imports::ImportView>, Response> {
+    valid(&[ns])?;
+    let client = user(state, headers).await?;
+    load_imports(&client, ns).await.map_err(|e| error_page(&e, Some("/")))
+}
+
+async fn imports_page(State(state): State<Shared>, headers: HeaderMap, Path(ns): Path<String>) -> Response {
+    match user_imports(&state, &headers, &ns).await {
+        Ok(list) => page(StatusCode::OK, pages::imports(&ns, &list)),
+        Err(r) => r,
+    }
+}
+
+async fn imports_fragment(State(state): State<Shared>, headers: HeaderMap, Path(ns): Path<String>) -> Response {
+    match user_imports(&state, &headers, &ns).await {
+        Ok(list) => page(StatusCode::OK, pages::import_rows(&ns, &list)),
+        Err(r) => r,
+    }
+}
+
+/// One import of the request's user, or the response that says why not.
+async fn user_import(
+    state: &AppState,
+    headers: &HeaderMap,
+    ns: &str,
+    plan: &str,
+) -> Result<imports::ImportView, Response> {
+    valid(&[plan])?;
+    let list = user_imports(state, headers, ns).await?;
+    list.into_iter().find(|i| i.name == plan).ok_or_else(|| {
+        page(
+            StatusCode::NOT_FOUND,
+            pages::message(
+                "No such import",
+                &format!("There is no Plan {plan} in namespace {ns} that you may read."),
+                Some(&format!("/ns/{ns}/imports")),
+            ),
+        )
+    })
+}
+
+async fn import_page(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, plan)): Path<(String, String)>,
+) -> Response {
+    match user_import(&state, &headers, &ns, &plan).await {
+        Ok(import) => page(StatusCode::OK, pages::import(&ns, &import)),
+        Err(r) => r,
+    }
+}
+
+async fn import_fragment(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, plan)): Path<(String, String)>,
+) -> Response {
+    match user_import(&state, &headers, &ns, &plan).await {
+        Ok(import) => page(StatusCode::OK, pages::import_vms(&ns, &import)),
+        Err(r) => r,
     }
 }
 

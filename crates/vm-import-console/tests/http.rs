@@ -613,3 +613,113 @@ async fn a_cluster_without_kubevirts_api_is_named_not_the_vm() {
         "the discovery check is made with the user's token too"
     );
 }
+
+#[tokio::test]
+async fn the_imports_page_shows_each_vms_steps_under_the_users_token() {
+    let (app, standin) = console().await;
+    let (status, _, body) = send(&app, get("/ns/tenant-demo/imports", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The application's import first, then the hand-made one.
+    let (demo, batch) = (
+        body.find(">vm-import-demo<").unwrap(),
+        body.find(">vm-import-batch2<").unwrap(),
+    );
+    assert!(demo < batch);
+    for needle in [">demo<", "1 of 1", "0 of 2", "1 stuck", "vm-import-batch2-1"] {
+        assert!(body.contains(needle), "{needle}: {body}");
+    }
+    let seen = standin.seen();
+    assert!(seen.iter().all(|s| s.token == "viewer-token"), "{seen:?}");
+    let lists: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(lists.len(), 3, "one LIST per kind, nothing per VM: {lists:?}");
+    let path = |p: &&str| p.split('?').next().unwrap_or_default().to_owned();
+    assert!(lists.iter().any(|p| path(p).ends_with("/namespaces/tenant-demo/plans")));
+    assert!(
+        lists
+            .iter()
+            .any(|p| path(p).ends_with("/namespaces/tenant-demo/migrations"))
+    );
+    assert!(
+        lists
+            .iter()
+            .any(|p| p.contains("/virtualmachines?") && p.contains("labelSelector=plan%2CvmID"))
+    );
+
+    let (status, _, page) = send(
+        &app,
+        get("/ns/tenant-demo/imports/vm-import-batch2", Some("viewer-token")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for needle in [
+        "app-01",
+        "vm-201",
+        r#"data-step="DiskTransfer""#,
+        "Transfer disks.",
+        " MB / 40960 MB · ",
+        " MB/s · ",
+        "Stuck: ",
+        "CopyDisks: Unable to connect to vddk data source: NFC connection refused",
+        r#"data-refresh="/ns/tenant-demo/imports/vm-import-batch2/vms""#,
+    ] {
+        assert!(page.contains(needle), "{needle}: {page}");
+    }
+    // A failed transfer has no rate; a step not started shows no progress.
+    let failed = &page[page.find(r#"data-source-vm="vm-202""#).unwrap()..];
+    let transfer = &failed[failed.find(r#"data-step="DiskTransfer""#).unwrap()..];
+    let transfer = &transfer[..transfer.find("</tr>").unwrap()];
+    assert!(
+        transfer.contains("1024 MB / 40960 MB") && !transfer.contains("MB/s"),
+        "{transfer}"
+    );
+    let pending = &failed[failed.find(r#"data-step="ImageConversion""#).unwrap()..];
+    assert!(!pending[..pending.find("</tr>").unwrap()].contains("<progress"));
+    // The finished import links its VM to its page in Imported VMs.
+    let (_, _, done) = send(
+        &app,
+        get("/ns/tenant-demo/imports/vm-import-demo/vms", Some("viewer-token")),
+    )
+    .await;
+    assert!(!done.contains("<html"), "a fragment");
+    assert!(
+        done.contains(r#"href="/ns/tenant-demo/vms/"#) && done.contains("(adopted)"),
+        "{done}"
+    );
+    assert!(done.contains("20480 MB / 20480 MB"));
+
+    // An unknown import, and a user who may not read Plans: a message, no import shown.
+    let (status, _, _) = send(&app, get("/ns/tenant-demo/imports/nope", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, refused) = send(&app, get("/ns/tenant-demo/imports", Some("nobody-token"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(!refused.contains("vm-import-batch2"));
+}
+
+#[tokio::test]
+async fn an_imports_progress_moves_on_the_live_refresh() {
+    let (app, _standin) = console().await;
+    // app-01's transfer, the first DiskTransfer of the page.
+    let copied = |html: &str| -> i64 {
+        let html = &html[html.find(r#"data-step="DiskTransfer""#).unwrap()..];
+        let at = html.find(" MB / 40960 MB").unwrap();
+        let start = html[..at].rfind(' ').unwrap() + 1;
+        html[start..at].parse().unwrap()
+    };
+    let (_, _, first) = send(
+        &app,
+        get("/ns/tenant-demo/imports/vm-import-batch2/vms", Some("viewer-token")),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_, _, second) = send(
+        &app,
+        get("/ns/tenant-demo/imports/vm-import-batch2/vms", Some("viewer-token")),
+    )
+    .await;
+    assert!(
+        copied(&second) > copied(&first),
+        "{} then {}",
+        copied(&first),
+        copied(&second)
+    );
+}

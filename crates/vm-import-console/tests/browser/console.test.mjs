@@ -188,6 +188,28 @@ test("the detail page charts CPU, memory, network and disk, with a readout and r
   await list.context().close();
 });
 
+test("an import's steps move live, and a stuck VM says why", async () => {
+  const p = await page("viewer-token");
+  await p.goto(`${consoleUrl}/ns/tenant-demo`);
+  await p.getByRole("link", { name: "Imports" }).click();
+  const rows = p.locator("table.imports tbody tr");
+  assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.import)),
+    ["vm-import-demo", "vm-import-batch2"], "the application's import first");
+  await p.getByRole("link", { name: "vm-import-batch2" }).click();
+  const transfer = p.locator('section[data-source-vm="vm-201"] tr[data-step="DiskTransfer"] progress');
+  const first = Number(await transfer.getAttribute("value"));
+  const loads = [];
+  p.on("framenavigated", () => loads.push(1));
+  await p.waitForFunction((before) => {
+    const bar = document.querySelector('section[data-source-vm="vm-201"] tr[data-step="DiskTransfer"] progress');
+    return bar && Number(bar.getAttribute("value")) > before;
+  }, first, { timeout: 15_000 });
+  assert.equal(loads.length, 0, "no reload");
+  const stuck = p.locator('section[data-source-vm="vm-202"] p.stuck');
+  assert.match(await stuck.innerText(), /NFC connection refused/);
+  await p.context().close();
+});
+
 test("screenshots, light and dark", { skip: !process.env.UPDATE_SCREENSHOTS }, async () => {
   const dir = path.join(root, "docs/screenshots");
   mkdirSync(dir, { recursive: true });
@@ -199,6 +221,10 @@ test("screenshots, light and dark", { skip: !process.env.UPDATE_SCREENSHOTS }, a
     await p.locator("section.metrics figure.chart").first().waitFor();
     await p.screenshot({ path: path.join(dir, `detail-${scheme}.png`), fullPage: true });
     await p.locator("section.metrics").screenshot({ path: path.join(dir, `charts-${scheme}.png`) });
+    await p.goto(`${consoleUrl}/ns/tenant-demo/imports`);
+    await p.screenshot({ path: path.join(dir, `imports-${scheme}.png`) });
+    await p.goto(`${consoleUrl}/ns/tenant-demo/imports/vm-import-batch2`);
+    await p.screenshot({ path: path.join(dir, `import-${scheme}.png`), fullPage: true });
     await p.context().close();
   }
 });

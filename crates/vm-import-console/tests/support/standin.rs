@@ -4,7 +4,10 @@
 //! (method, path, and the bearer token it carried) at `GET /__requests`,
 //! `POST /__status/{vm}/{status}` changes a VM's status, as KubeVirt would, and
 //! [`StandIn::without_kubevirt_api`] makes it a cluster whose aggregation layer serves no
-//! `subresources.kubevirt.io` (every path of it is a plain 404).
+//! `subresources.kubevirt.io` (every path of it is a plain 404). Two Forklift imports:
+//! `vm-import-demo` (the vm-import application's, done: the two VMs above), and
+//! `vm-import-batch2`, whose VM app-01 transfers its disk at 200 MB/s from the moment
+//! the stand-in starts, and whose app-02 failed its transfer with Forklift's error.
 //!
 //! Tokens: `admin-token` may do everything; `viewer-token` may read but gets 403 on
 //! every write; `nobody-token` is authenticated but may do nothing (and
@@ -31,17 +34,92 @@ pub struct Seen {
     pub token: String,
 }
 
-#[derive(Default)]
 struct World {
+    started: std::time::Instant,
     seen: Vec<Seen>,
     status: std::collections::BTreeMap<String, String>,
     adoptions: Vec<Value>,
     no_kubevirt_api: bool,
 }
 
+impl Default for World {
+    fn default() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            seen: Vec::new(),
+            status: Default::default(),
+            adoptions: Vec::new(),
+            no_kubevirt_api: false,
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct StandIn {
     world: Arc<Mutex<World>>,
+}
+
+/// `seconds` before now, as Kubernetes writes times.
+fn ago(seconds: i64) -> String {
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    k8s_openapi::jiff::Timestamp::from_second(now - seconds)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// The two imports' Plans, `elapsed` seconds after the stand-in started.
+fn plans(elapsed: u64) -> Vec<Value> {
+    let total = 40960;
+    let copied = (200 * (elapsed as i64 + 20)).min(total);
+    let step = |name: &str, description: &str, phase: &str, done: bool| {
+        json!({"name": name, "description": description, "phase": phase, "progress": {"completed": 1, "total": 1},
+               "started": ago(600), "completed": if done { json!(ago(500)) } else { Value::Null }})
+    };
+    let vm = |id: &str, name: &str, transfer: Value, error: Value| {
+        json!({"id": id, "name": name, "phase": if error.is_null() { "CopyDisks" } else { "Failed" }, "started": ago(600), "error": error,
+        "pipeline": [
+          step("Initialize", "Initialize migration.", "Completed", true),
+          {"name": "DiskAllocation", "description": "Allocate disks.", "phase": "Completed", "annotations": {"unit": "MB"},
+           "progress": {"completed": total, "total": total}, "started": ago(590), "completed": ago(560)},
+          transfer,
+          {"name": "ImageConversion", "description": "Convert image to kubevirt.", "progress": {"completed": 0, "total": 1}},
+          {"name": "VirtualMachineCreation", "description": "Create VM.", "progress": {"completed": 0, "total": 1}}
+        ]})
+    };
+    let done = |id: &str, name: &str| {
+        json!({"id": id, "name": name, "phase": "Completed", "started": "2026-11-20T08:40:00Z", "completed": "2026-11-20T09:10:00Z",
+               "conditions": [{"type": "Succeeded", "status": "True"}],
+               "pipeline": [{"name": "Initialize", "description": "Initialize migration.", "phase": "Completed",
+                             "progress": {"completed": 1, "total": 1}, "started": "2026-11-20T08:40:00Z", "completed": "2026-11-20T08:40:05Z"},
+                            {"name": "DiskTransferV2v", "description": "Copy disks.", "phase": "Completed", "annotations": {"unit": "MB"},
+                             "progress": {"completed": 20480, "total": 20480}, "started": "2026-11-20T08:40:05Z", "completed": "2026-11-20T09:05:00Z"},
+                            {"name": "VirtualMachineCreation", "description": "Create VM.", "phase": "Completed",
+                             "progress": {"completed": 1, "total": 1}, "started": "2026-11-20T09:05:00Z", "completed": "2026-11-20T09:10:00Z"}]})
+    };
+    vec![
+        json!({"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Plan",
+        "metadata": {"name": "vm-import-batch2", "namespace": NS, "uid": "p2"},
+        "spec": {"warm": false},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "Executing", "status": "True"}],
+                   "migration": {"started": ago(600), "vms": [
+          vm("vm-201", "app-01",
+             json!({"name": "DiskTransfer", "description": "Transfer disks.", "phase": if copied < total { "Running" } else { "Completed" },
+                    "annotations": {"unit": "MB"}, "progress": {"completed": copied, "total": total},
+                    "started": ago(elapsed as i64 + 20), "completed": if copied < total { Value::Null } else { json!(ago(0)) }}),
+             Value::Null),
+          vm("vm-202", "app-02",
+             json!({"name": "DiskTransfer", "description": "Transfer disks.", "phase": "Failed",
+                    "annotations": {"unit": "MB"}, "progress": {"completed": 1024, "total": total}, "started": ago(550),
+                    "error": {"phase": "Failed", "reasons": ["Unable to connect to vddk data source: NFC connection refused"]}}),
+             json!({"phase": "CopyDisks", "reasons": ["Unable to connect to vddk data source: NFC connection refused"]})),
+        ]}}}),
+        json!({"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Plan",
+               "metadata": {"name": "vm-import-demo", "namespace": NS, "uid": "p",
+                            "labels": {"app.kubernetes.io/name": "vm-import", "app.kubernetes.io/instance": "demo"}},
+               "spec": {"warm": false},
+               "status": {"conditions": [{"type": "Succeeded", "status": "True"}],
+                          "migration": {"vms": [done("vm-101", "web-01")]}}}),
+    ]
 }
 
 const NS: &str = "tenant-demo";
@@ -193,6 +271,14 @@ async fn api(State(s): State<StandIn>, method: Method, uri: Uri, headers: Header
             json!({"metadata": {"name": "tenant-other"}}),
         ]),
         ("GET", p) if p == format!("{base}/virtualmachines") => list(vms()),
+        ("GET", p) if p == format!("/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/plans") => {
+            let elapsed = s.world.lock().unwrap().started.elapsed().as_secs();
+            list(plans(elapsed))
+        }
+        ("GET", p) if p == format!("/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/migrations") => list(vec![
+            json!({"metadata": {"name": "vm-import-demo-1", "creationTimestamp": "2026-11-20T08:39:00Z"}, "spec": {"plan": {"name": "vm-import-demo", "namespace": NS}}}),
+            json!({"metadata": {"name": "vm-import-batch2-1", "creationTimestamp": ago(610)}, "spec": {"plan": {"name": "vm-import-batch2", "namespace": NS}}}),
+        ]),
         ("GET", p) if p.starts_with(&format!("{base}/virtualmachines/")) => {
             let name = p.rsplit('/').next().unwrap();
             vms()
