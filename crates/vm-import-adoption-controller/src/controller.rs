@@ -181,11 +181,10 @@ where
 {
     let vms = {
         let ctx = ctx.clone();
-        let vms = watches
-            .vms
-            .modify(prune_vm)
-            .reflect(writers.vms)
-            .inspect_ok(move |ev| observed(&ctx, ev, &ctx.vms_listed, vm_key));
+        let vms = watches.vms.modify(prune_vm).reflect(writers.vms).inspect_ok(move |ev| {
+            observed(&ctx, ev, &ctx.vms_listed, vm_key);
+            ctx.forget_gone(ev);
+        });
         triggers("virtualmachines", vms, vm_fingerprint, false)
     };
     let plans = {

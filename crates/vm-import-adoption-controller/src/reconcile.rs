@@ -184,6 +184,37 @@ impl Context {
         backoff_after(*n)
     }
 
+    /// Forgets what was announced about VMs that are gone: one deleted, or, once a
+    /// (re)list is complete, every VM the list no longer holds (deleted while the
+    /// watch was down).
+    pub fn forget_gone(&self, event: &kube::runtime::watcher::Event<VmMeta>) {
+        let Ok(mut announced) = self.announced.lock() else {
+            return;
+        };
+        match event {
+            kube::runtime::watcher::Event::Delete(vm) => {
+                if let Some(uid) = vm.metadata.uid.as_deref() {
+                    announced.remove(uid);
+                }
+            }
+            kube::runtime::watcher::Event::InitDone if !announced.is_empty() => {
+                let present: std::collections::HashSet<String> = self
+                    .vms
+                    .state()
+                    .iter()
+                    .filter_map(|vm| vm.metadata.uid.clone())
+                    .collect();
+                announced.retain(|uid, _| present.contains(uid));
+            }
+            _ => {}
+        }
+    }
+
+    /// How many VMs have a Warning announced and remembered.
+    pub fn announced_len(&self) -> usize {
+        self.announced.lock().map(|a| a.len()).unwrap_or_default()
+    }
+
     fn succeeded(&self, vm: &ObjectRef<VmMeta>) {
         if let Ok(mut failures) = self.failures.lock() {
             failures.remove(vm);

@@ -408,3 +408,29 @@ async fn a_plan_flip_reaches_vms_that_name_it_only_by_2_12_labels() {
     );
     r.stop().await;
 }
+
+#[tokio::test]
+async fn what_was_announced_about_a_vm_goes_with_the_vm() {
+    let r = Running::start();
+    // A Plan whose target namespace is not the VMs': each VM gets one Warning.
+    let mut mismatched = plan(NS, "import-a", "plan-a", succeeded_status(&["vm-1", "vm-2"]));
+    mismatched.spec["targetNamespace"] = json!("tenant-b");
+    let web = vm("tenant-c", "web", forklift_labels("plan-a", "vm-1"));
+    let db = vm("tenant-c", "db", forklift_labels("plan-a", "vm-2"));
+    r.list_all(vec![web.clone(), db], vec![mismatched], vec![], vec![]);
+    r.api.wait_for_writes(2).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while r.ctx.announced_len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "never announced");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Deleted: forgotten.
+    send(&r.vms, watcher::Event::Delete(web));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(r.ctx.announced_len(), 1);
+    // Deleted while the watch was down: forgotten once the relist is complete.
+    list(Vec::<VmMeta>::new()).for_each(|e| send(&r.vms, e));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(r.ctx.announced_len(), 0);
+    r.stop().await;
+}

@@ -450,28 +450,32 @@ async fn home(State(state): State<Shared>, headers: HeaderMap, Query(q): Query<H
     }
 }
 
+/// The rows of `ns`: one LIST per kind, nothing per VM. The namespace's VMs are listed
+/// whole, because a fully adopted VM (`vm-instance-<instance>`) does not carry the
+/// adopted label; only the adopted ones and those are shown.
 async fn load_rows(client: &Client, ns: &str) -> Result<Vec<view::VmRow>, ApiError> {
-    let selector = format!("{LABEL_ADOPTED}=true");
     let (vms, vmis, adoptions, records) = tokio::join!(
-        api::list(client, Kind::Vm, ns, Some(&selector), None),
+        api::list(client, Kind::Vm, ns, None, None),
         api::list(client, Kind::Vmi, ns, None, None),
         api::adoptions(client, ns),
         api::list(client, Kind::ConfigMap, ns, Some(TRACKING_CONFIGMAP_SELECTOR), None),
     );
     // The VMs decide what the user may see; the rest only adds detail when readable.
-    let mut vms = vms?;
     let adoptions = adoptions.unwrap_or_default();
-    for name in view::adopted_instances(&adoptions) {
-        if !vms
-            .iter()
-            .any(|vm| vm.pointer("/metadata/name") == Some(&Value::from(name.as_str())))
-            && let Ok(Some(vm)) = api::get(client, Kind::Vm, ns, &name).await
-        {
-            vms.push(vm);
-        }
-    }
+    let instances = view::adopted_instances(&adoptions);
+    let shown: Vec<Value> = vms?
+        .into_iter()
+        .filter(|vm| {
+            let adopted = vm
+                .pointer(&format!("/metadata/labels/{}", LABEL_ADOPTED.replace('/', "~1")))
+                .and_then(Value::as_str)
+                == Some("true");
+            let name = vm.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            adopted || instances.iter().any(|i| i == name)
+        })
+        .collect();
     Ok(view::rows(
-        &vms,
+        &shown,
         &vmis.unwrap_or_default(),
         &adoptions,
         &records.unwrap_or_default(),

@@ -135,10 +135,16 @@ async fn the_list_shows_what_the_users_token_may_read() {
     );
     let seen = standin.seen();
     assert!(seen.iter().all(|s| s.token == "viewer-token"), "{seen:?}");
-    assert!(
-        seen.iter()
-            .any(|s| s.path.contains("labelSelector=cozystack.io%2Fadopted%3Dtrue"))
-    );
+    // One LIST of the namespace's VMs, and no read of any one VM; a VM that is not an
+    // adopted import is not shown.
+    let vm_reads: Vec<&str> = seen
+        .iter()
+        .map(|s| s.path.as_str())
+        .filter(|p| p.starts_with("/apis/kubevirt.io/v1/namespaces/tenant-demo/virtualmachines"))
+        .collect();
+    assert_eq!(vm_reads.len(), 1, "{vm_reads:?}");
+    assert!(!vm_reads[0].contains("/virtualmachines/"), "{vm_reads:?}");
+    assert!(!body.contains("scratch-01"), "not an adopted import");
 
     // The live refresh serves the rows alone, and they follow the cluster.
     standin.set_status("web-01", "Stopped");

@@ -254,6 +254,10 @@ async fn api(State(s): State<StandIn>, method: Method, uri: Uri, headers: Header
         vec![
             vm("db-01", &statuses["db-01"], "vm-import-demo-db-01-disk-0"),
             vm("web-01", &statuses["web-01"], "vm-import-demo-web-01-disk-0"),
+            // The tenant's own VM, not an import.
+            json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+                   "metadata": {"name": "scratch-01", "namespace": NS, "uid": "uid-scratch-01"},
+                   "spec": {"runStrategy": "Halted"}, "status": {"printableStatus": "Stopped"}}),
         ]
     };
     let base = format!("/apis/kubevirt.io/v1/namespaces/{NS}");
