@@ -248,6 +248,46 @@ pub async fn set_plan_status(plans: &Api<DynamicObject>, name: &str, status: Val
     Ok(())
 }
 
+/// Creates ServiceAccount `name` in `namespace` and returns a token of it, valid for
+/// `seconds`.
+pub async fn service_account_token(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    seconds: i64,
+) -> Result<String, Error> {
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let account = serde_json::from_value(json!({"metadata": {"name": name}}))
+        .map_err(|e| Error::TestData("ServiceAccount".into(), e.to_string()))?;
+    accounts
+        .create(&kube::api::PostParams::default(), &account)
+        .await
+        .map_err(failed(format!("create ServiceAccount {name}")))?;
+    let request: k8s_openapi::api::authentication::v1::TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": seconds}}))
+            .map_err(|e| Error::TestData("TokenRequest".into(), e.to_string()))?;
+    let issued: k8s_openapi::api::authentication::v1::TokenRequest = accounts
+        .create_subresource("token", name, &kube::api::PostParams::default(), &request)
+        .await
+        .map_err(failed(format!("request a token of {name}")))?;
+    issued
+        .status
+        .map(|s| s.token)
+        .ok_or_else(|| Error::TestData("TokenRequest".into(), "no token issued".into()))
+}
+
+/// A client of the current cluster that authenticates with `token` alone.
+pub async fn client_with_token(token: &str) -> Result<Client, Error> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::TestData("kubeconfig".into(), e.to_string()))?;
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.to_owned().into()),
+        ..Default::default()
+    };
+    Client::try_from(config).map_err(failed("build a client"))
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
 pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, check: F) -> Result<T, Error>
 where

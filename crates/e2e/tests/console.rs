@@ -12,11 +12,7 @@ use axum::{
     body::{Body, to_bytes},
     http::{Request, StatusCode, header},
 };
-use k8s_openapi::api::{
-    authentication::v1::TokenRequest,
-    core::v1::ServiceAccount,
-    rbac::v1::{Role, RoleBinding},
-};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::{Api, api::PostParams};
 use serde_json::json;
 use tower::ServiceExt;
@@ -45,14 +41,6 @@ async fn account(client: &kube::Client, ns: &str, name: &str, rules: serde_json:
         .create(&PostParams::default(), &role)
         .await
         .unwrap();
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    accounts
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
-        )
-        .await
-        .unwrap();
     let binding: RoleBinding = serde_json::from_value(json!({
         "metadata": {"name": name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
@@ -63,13 +51,7 @@ async fn account(client: &kube::Client, ns: &str, name: &str, rules: serde_json:
         .create(&PostParams::default(), &binding)
         .await
         .unwrap();
-    let request: TokenRequest =
-        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 600}})).unwrap();
-    let issued: TokenRequest = accounts
-        .create_subresource("token", name, &PostParams::default(), &request)
-        .await
-        .unwrap();
-    issued.status.unwrap().token
+    cluster::service_account_token(client, ns, name, 600).await.unwrap()
 }
 
 /// What a reader may do: read what the console shows, and nothing else.
@@ -207,12 +189,7 @@ async fn start_stop_and_restart_go_through_kubevirts_api_with_the_users_rights()
     .unwrap();
 
     // The same through the plugin's client, as the operator.
-    let mut config = kube::Config::infer().await.unwrap();
-    config.auth_info = kube::config::AuthInfo {
-        token: Some(operator.clone().into()),
-        ..Default::default()
-    };
-    let as_operator = kube::Client::try_from(config).unwrap();
+    let as_operator = cluster::client_with_token(&operator).await.unwrap();
     let out = vm_import_client::ops::power(&as_operator, &ns, "web-01", "start")
         .await
         .unwrap();
@@ -775,14 +752,7 @@ async fn an_imports_steps_move_and_a_stuck_vm_says_why_on_the_imports_page() {
     assert!(list.contains(">batch<") && list.contains("1 stuck"), "{list}");
 
     // The plugin, with the reader's token; and a user who may not read Plans.
-    let as_user = |token: String| async move {
-        let mut config = kube::Config::infer().await.unwrap();
-        config.auth_info = kube::config::AuthInfo {
-            token: Some(token.into()),
-            ..Default::default()
-        };
-        kube::Client::try_from(config).unwrap()
-    };
+    let as_user = |token: String| async move { cluster::client_with_token(&token).await.unwrap() };
     let out = vm_import_client::ops::imports(&as_user(reader.clone()).await, &ns, Some("imports"))
         .await
         .unwrap();

@@ -174,28 +174,10 @@ async fn the_controller_runs_on_the_charts_own_rbac() {
     cluster::delete_namespace(&client, &system).await.unwrap();
 }
 
-/// A client that authenticates as ServiceAccount `name` of `ns`.
+/// A client that authenticates as a new ServiceAccount `name` of `ns`.
 async fn as_account(client: &Client, ns: &str, name: &str) -> Client {
-    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), ns);
-    accounts
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    let request: TokenRequest =
-        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 600}})).unwrap();
-    let issued: TokenRequest = accounts
-        .create_subresource("token", name, &PostParams::default(), &request)
-        .await
-        .unwrap();
-    let kubeconfig = token_kubeconfig(&issued.status.unwrap().token, &format!("{ns}-{name}"));
-    let options = KubeConfigOptions::default();
-    let config = Config::from_custom_kubeconfig(Kubeconfig::read_from(&kubeconfig).unwrap(), &options)
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
+    let token = cluster::service_account_token(client, ns, name, 600).await.unwrap();
+    cluster::client_with_token(&token).await.unwrap()
 }
 
 /// The HTTP status of a refused request, or 200.
