@@ -31,6 +31,7 @@ fn target() -> Target {
         ca_file: cluster.certificate_authority.clone(),
         ca_data: cluster.certificate_authority_data.clone(),
         insecure: cluster.insecure_skip_tls_verify.unwrap_or(false),
+        pool: Default::default(),
     }
 }
 
@@ -323,6 +324,19 @@ async fn the_charts_are_drawn_from_victoria_metrics() {
     assert!(page.contains("1.0 GiB"), "half the guest's 2 GiB in use: {page}");
     assert!(page.contains("64.0 KiB/s"), "the network's receive rate: {page}");
     assert!(!page.contains("Metrics unavailable"), "{page}");
+    // The list's trends: the namespace's two queries summed by VM, through the real
+    // query engine, give web-01 its CPU and memory sparklines.
+    let request = Request::get(format!("/ns/{ns}/trends"))
+        .header(header::AUTHORIZATION, format!("Bearer {reader}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let trends = String::from_utf8(to_bytes(response.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    let web = trends.split(r#"data-vm="web-01""#).nth(1).unwrap_or_default();
+    let web = web.split("</div>").next().unwrap_or_default();
+    assert_eq!(web.matches("<svg class=\"spark\"").count(), 2, "{trends}");
+    assert!(web.contains("Memory, last hour: now 1.0 GiB"), "{web}");
     cluster::delete_namespace(&client, &ns).await.unwrap();
 }
 
@@ -767,4 +781,226 @@ async fn an_imports_steps_move_and_a_stuck_vm_says_why_on_the_imports_page() {
         .unwrap_err();
     assert!(err.to_string().starts_with("forbidden: listing Plans"), "{err}");
     cluster::delete_namespace(&client, &ns).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
+async fn a_tenant_cancels_one_vms_import_with_its_own_rights() {
+    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
+    let halted = json!({"runStrategy": "Halted", "template": {"spec": {"domain": {"devices": {}}}}});
+    let (ns, _) = tenant_with_vm(&client, "vm-import-e2e-cancel", halted).await;
+    let plans = cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Plan", "plans", &ns);
+    let plan = vm_import_e2e::objects::plan("imports", &ns, "vcenter", &["vm-301".into(), "vm-302".into()], true);
+    cluster::create(&plans, plan).await.unwrap();
+    cluster::set_plan_status(&plans, "imports", walking_status(2))
+        .await
+        .unwrap();
+    let migrations = cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Migration", "migrations", &ns);
+    cluster::create(
+        &migrations,
+        json!({"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Migration",
+               "metadata": {"name": "imports-1"}, "spec": {"plan": {"name": "imports", "namespace": ns}}}),
+    )
+    .await
+    .unwrap();
+    let reads = json!({"apiGroups": ["forklift.konveyor.io"], "resources": ["plans", "migrations"], "verbs": ["get", "list", "watch"]});
+    let mut rules = reader_rules();
+    rules.as_array_mut().unwrap().push(reads);
+    let reader = account(&client, &ns, "reader", rules.clone()).await;
+    rules
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"apiGroups": ["forklift.konveyor.io"], "resources": ["migrations"], "verbs": ["patch"]}));
+    let user = account(&client, &ns, "user", rules).await;
+    let app = console(Default::default());
+    let send = |token: &str, method: &str, path: String| {
+        let app = app.clone();
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if method == "POST" {
+            request = request
+                .header(header::COOKIE, format!("{CSRF_COOKIE}={CSRF}"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let request = request.body(Body::from(format!("csrf={CSRF}"))).unwrap();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let cancel = format!("/ns/{ns}/imports/imports/vms/vm-301/cancel");
+    let button = format!(r#"href="{cancel}""#);
+
+    // The API server's SelfSubjectAccessReviews decide who is offered the cancel: the
+    // user (patch on Migrations), for each VM not completed (the stuck one too, which
+    // is when a tenant wants it); never the reader, whose POST the API server refuses.
+    let (status, page) = send(&user, "GET", format!("/ns/{ns}/imports/imports")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(&button), "{page}");
+    assert!(page.contains("vms/vm-302/cancel"), "{page}");
+    let (_, page) = send(&reader, "GET", format!("/ns/{ns}/imports/imports")).await;
+    assert!(!page.contains(&button), "offered to a reader: {page}");
+    let (status, body) = send(&reader, "POST", cancel.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let current = migrations.get("imports-1").await.unwrap();
+    assert_eq!(current.data["spec"].get("cancel"), None, "the reader wrote nothing");
+
+    // The user confirms: the real Migration lists the VM in spec.cancel, and the page says so.
+    let (status, body) = send(&user, "POST", cancel.clone()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let current = migrations.get("imports-1").await.unwrap();
+    assert_eq!(current.data["spec"]["cancel"], json!([{"id": "vm-301"}]));
+    let (_, page) = send(&user, "GET", format!("/ns/{ns}/imports/imports?cancelled=vm-301")).await;
+    assert!(
+        page.contains("Cancel asked: Forklift has not acted on it yet."),
+        "{page}"
+    );
+    assert!(!page.contains(&button), "{page}");
+    cluster::delete_namespace(&client, &ns).await.unwrap();
+}
+
+/// `samples` sorted: p50, p95 and max, in milliseconds.
+fn percentiles(mut samples: Vec<Duration>) -> (f64, f64, f64) {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i].as_secs_f64() * 1000.0
+    };
+    (at(0.50), at(0.95), at(1.0))
+}
+
+/// A metrics endpoint that accepts connections and never answers.
+async fn silent_endpoint() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+#[tokio::test]
+#[ignore = "needs a real cluster: VM_IMPORT_E2E=1 with KUBECONFIG"]
+async fn the_console_benchmark_times_a_list_of_1000_vms_and_no_page_waits_on_a_silent_metrics_endpoint() {
+    use futures::{StreamExt, TryStreamExt};
+    const VMS: usize = 1000;
+    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
+    let halted = json!({"runStrategy": "Halted", "template": {"spec": {"domain": {"devices": {}}}}});
+    let (ns, vms) = tenant_with_vm(&client, "vm-import-e2e-console-scale", halted).await;
+    let records = cluster::dynamic(&client, "v1", "ConfigMap", "configmaps", &ns);
+    let created = std::time::Instant::now();
+    futures::stream::iter(1..VMS)
+        .map(|i| {
+            let (vms, records) = (vms.clone(), records.clone());
+            async move {
+                let name = format!("app-{i:04}");
+                let mut labels = vm_import_e2e::objects::forklift_labels("uid-scale", "scale", "", &format!("vm-{i}"), true);
+                labels["cozystack.io/adopted"] = json!("true");
+                cluster::create(&vms, vm_import_e2e::objects::vm(&name, labels)).await?;
+                cluster::create(
+                    &records,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": format!("vm-adopted-{name}"),
+                                        "labels": {"cozystack.io/type": "adopted-vm", "vm-import.cozystack.io/vm-name": name}},
+                           "data": {"vmName": name, "sourcePlan": "scale", "sourceType": "vmware", "sourceVMID": format!("vm-{i}"),
+                                    "adoptedAt": "2026-12-06T10:00:00Z", "managementEndpoint": "kubectl"}}),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    println!(
+        "console benchmark: {VMS} VMs and their records created in {:.1} s",
+        created.elapsed().as_secs_f64()
+    );
+    let reader = account(&client, &ns, "reader", reader_rules()).await;
+    // The figures are the API server's and the console's, not earlier tests' namespace
+    // deletions'.
+    let _ = cluster::wait_no_namespace_terminating(&client, Duration::from_secs(180)).await;
+    // The endpoint's silence costs the console's own timeout, 5 s.
+    let metrics = vm_import_console::metrics::Metrics::new(&silent_endpoint().await).unwrap();
+    let app = console(metrics);
+    let load = |path: String| {
+        let (app, reader) = (app.clone(), reader.clone());
+        async move {
+            let request = Request::get(path)
+                .header(header::AUTHORIZATION, format!("Bearer {reader}"))
+                .body(Body::empty())
+                .unwrap();
+            let started = std::time::Instant::now();
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = to_bytes(response.into_body(), 64 << 20).await.unwrap();
+            (started.elapsed(), status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    // Every VM is listed; the first load warms the connection.
+    let (_, status, page) = load(format!("/ns/{ns}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page.matches("<tr data-vm=").count(), VMS, "every VM is listed");
+    let mut list = Vec::new();
+    let mut rows = Vec::new();
+    for _ in 0..20 {
+        list.push(load(format!("/ns/{ns}")).await.0);
+        rows.push(load(format!("/ns/{ns}/rows")).await.0);
+    }
+    let (l50, l95, lmax) = percentiles(list);
+    let (r50, r95, rmax) = percentiles(rows);
+    println!(
+        "console benchmark: the list of {VMS} VMs, 20 loads: p50 {l50:.0} ms, p95 {l95:.0} ms, max {lmax:.0} ms (target p95 <= 300 ms: {})",
+        if l95 <= 300.0 { "met" } else { "missed" }
+    );
+    println!("console benchmark: its live refresh, 20 loads: p50 {r50:.0} ms, p95 {r95:.0} ms, max {rmax:.0} ms");
+    // A detail page, with the metrics endpoint silent: the page does not wait for it,
+    // and its charts (eight queries at once) and the list's trends (two) each wait one
+    // timeout in all.
+    let (detail, status, _) = load(format!("/ns/{ns}/vms/app-0001")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (charts, status, charts_html) = load(format!("/ns/{ns}/vms/app-0001/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(charts_html.contains("did not answer within 5 s"), "{charts_html}");
+    let (trends, status, _) = load(format!("/ns/{ns}/trends")).await;
+    assert_eq!(status, StatusCode::OK);
+    println!(
+        "console benchmark: silent metrics endpoint: detail page {:.0} ms, its charts {:.2} s, the list's trends {:.2} s (timeout 5 s)",
+        detail.as_secs_f64() * 1000.0,
+        charts.as_secs_f64(),
+        trends.as_secs_f64()
+    );
+    // The target is p95 <= 300 ms. On 2 cores, in a debug build (JSON parsing
+    // optimised), p95 measured 165-326 ms, more when the API server is deleting other
+    // namespaces meanwhile; the hard limits keep a margin, the figures above say where
+    // the target stands.
+    assert!(l50 <= 300.0, "the list's p50 is {l50:.0} ms");
+    assert!(
+        l95 <= 600.0 && r95 <= 600.0,
+        "the list's p95 is {l95:.0} ms, its refresh's {r95:.0} ms"
+    );
+    assert!(detail < Duration::from_millis(300), "the detail page waited {detail:?}");
+    for (what, took) in [("charts", charts), ("trends", trends)] {
+        assert!(
+            took >= Duration::from_secs(5) && took < Duration::from_millis(6500),
+            "the {what} took {took:?}: one timeout in all"
+        );
+    }
+    // Its 2,000 objects are gone before the next test takes its own figures.
+    cluster::delete_namespace(&client, &ns).await.unwrap();
+    let gone = std::time::Instant::now();
+    cluster::wait_no_namespace_terminating(&client, Duration::from_secs(180))
+        .await
+        .unwrap();
+    println!(
+        "console benchmark: its namespace deleted in {:.1} s",
+        gone.elapsed().as_secs_f64()
+    );
 }

@@ -67,6 +67,11 @@ pub struct VmProgress {
     pub vm: Option<String>,
     /// Whether that VM is adopted.
     pub adopted: bool,
+    /// Whether Forklift has cancelled its migration (its `Canceled` condition).
+    pub canceled: bool,
+    /// Whether the Plan's latest Migration lists it in `spec.cancel` (asked, maybe not
+    /// yet done).
+    pub cancel_asked: bool,
 }
 
 /// One pipeline step.
@@ -96,6 +101,29 @@ pub struct StepView {
     pub rate: Option<f64>,
     /// For a running disk transfer: seconds left at that rate.
     pub eta: Option<i64>,
+}
+
+impl VmProgress {
+    /// What has become of a cancel, when one was asked for.
+    pub fn cancel_note(&self) -> Option<&'static str> {
+        if self.canceled {
+            Some("Cancelled: Forklift stopped importing this VM.")
+        } else if self.cancel_asked {
+            Some("Cancel asked: Forklift has not acted on it yet.")
+        } else {
+            None
+        }
+    }
+
+    /// Whether Forklift can still cancel its migration: not completed, not failed, and
+    /// neither cancelled nor asked to be.
+    pub fn cancellable(&self) -> bool {
+        self.completed.is_none()
+            && self.error.is_none()
+            && self.phase != "Failed"
+            && !self.canceled
+            && !self.cancel_asked
+    }
 }
 
 impl StepView {
@@ -232,6 +260,12 @@ pub fn imports(plans: &[Value], migrations: &[Value], vms: &[Value], now: Timest
                 .filter(|m| text(m, "/spec/plan/name") == name)
                 .collect();
             owned.sort_by_key(|m| text(m, "/metadata/creationTimestamp").to_owned());
+            let asked: Vec<&str> = owned
+                .last()
+                .and_then(|m| m.pointer("/spec/cancel"))
+                .and_then(Value::as_array)
+                .map(|refs| refs.iter().map(|r| text(r, "/id")).collect())
+                .unwrap_or_default();
             let statuses = plan
                 .pointer("/status/migration/vms")
                 .and_then(Value::as_array)
@@ -264,6 +298,11 @@ pub fn imports(plans: &[Value], migrations: &[Value], vms: &[Value], now: Timest
                         adopted: created.is_some_and(|v| {
                             text(v, &format!("/metadata/labels/{}", LABEL_ADOPTED.replace('/', "~1"))) == "true"
                         }),
+                        canceled: vm.get("conditions").and_then(Value::as_array).is_some_and(|c| {
+                            c.iter()
+                                .any(|c| text(c, "/type") == "Canceled" && text(c, "/status") == "True")
+                        }),
+                        cancel_asked: asked.contains(&id.as_str()),
                         id,
                     }
                 })
@@ -351,6 +390,9 @@ pub fn pipeline(import: &ImportView) -> String {
         if let Some(reason) = &v.stuck {
             out.push_str(&format!("  Stuck: {reason}\n"));
         }
+        if let Some(note) = v.cancel_note() {
+            out.push_str(&format!("  {note}\n"));
+        }
         let rows: Vec<Vec<String>> = v
             .steps
             .iter()
@@ -432,6 +474,39 @@ mod tests {
     }
 
     #[test]
+    fn a_vm_asked_to_cancel_or_cancelled_is_not_offered_again() {
+        let migration = |name: &str, at: &str, cancel: Value| {
+            json!({"metadata": {"name": name, "creationTimestamp": at},
+                   "spec": {"plan": {"name": "p"}, "cancel": cancel}})
+        };
+        // Only the latest Migration's list counts: an earlier run's cancel is history.
+        let earlier = migration("p-1", "2026-12-04T08:00:00Z", json!([{"id": "vm-101"}]));
+        let retry = migration("p-2", "2026-12-04T09:00:00Z", Value::Null);
+        let views = imports(
+            &[plan("p", false, json!([transferring()]))],
+            &[retry, earlier.clone()],
+            &[],
+            now(),
+        );
+        assert!(views[0].vms[0].cancellable());
+        let latest = migration("p-2", "2026-12-04T09:00:00Z", json!([{"id": "vm-101"}]));
+        let views = imports(
+            &[plan("p", false, json!([transferring()]))],
+            &[latest, earlier],
+            &[],
+            now(),
+        );
+        assert!(views[0].vms[0].cancel_asked && !views[0].vms[0].cancellable());
+        assert!(pipeline(&views[0]).contains("Cancel asked: Forklift has not acted on it yet."));
+        // Forklift's Canceled condition.
+        let mut canceled = transferring();
+        canceled["conditions"] = json!([{"type": "Canceled", "status": "True"}]);
+        let views = imports(&[plan("p", false, json!([canceled]))], &[], &[], now());
+        assert!(views[0].vms[0].canceled && !views[0].vms[0].cancellable());
+        assert!(pipeline(&views[0]).contains("Cancelled: Forklift stopped importing this VM."));
+    }
+
+    #[test]
     fn a_transfer_shows_its_amounts_rate_and_eta() {
         let views = imports(&[plan("p", true, json!([transferring()]))], &[], &[], now());
         let vm = &views[0].vms[0];
@@ -447,6 +522,7 @@ mod tests {
         assert_eq!(transfer.rate, Some(102.4));
         assert_eq!(transfer.eta, Some(100));
         assert!(vm.steps[1].is_done() && !transfer.is_done());
+        assert!(vm.cancellable());
         assert_eq!(vm.steps[3].phase, "");
         assert_eq!(vm.steps[3].started, None);
         assert_eq!(views[0].state, "Executing");
@@ -472,6 +548,7 @@ mod tests {
         errored["error"] = json!({"phase": "CopyDisks", "reasons": ["source VM is locked"]});
         let views = imports(&[plan("p", false, json!([errored]))], &[], &[], now());
         assert_eq!(views[0].vms[0].stuck.as_deref(), Some("CopyDisks: source VM is locked"));
+        assert!(!views[0].vms[0].cancellable(), "failed: nothing to cancel");
         // A step running without progress for 15 minutes.
         let mut stalled = transferring();
         stalled["pipeline"][2]["progress"]["completed"] = json!(0);
@@ -516,6 +593,7 @@ mod tests {
         assert_eq!(vm.vm.as_deref(), Some("web-01"));
         assert!(vm.adopted);
         assert_eq!(vm.completed.as_deref(), Some("30m ago"));
+        assert!(!vm.cancellable(), "done: nothing to cancel");
         assert_eq!(vm.stuck, None);
     }
 

@@ -2,20 +2,57 @@
 // - Elements with data-refresh are re-fetched every 3 seconds (live status), or every
 //   data-refresh-every milliseconds (the charts); with data-refresh-now, also at once
 //   (the charts, which the detail page does not wait for).
+// - A list with data-trends fetches its trend cells apart from its rows, at once and
+//   every 30 seconds, and puts each VM's into its cell (td[data-trend]), again after
+//   every refresh of the rows: the list never waits for metrics.
 // - Forms with data-confirm ask before they post.
 "use strict";
 (function () {
+  function get(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; });
+  }
+  function fillTrends(el) {
+    if (!el.trends) { return; }
+    el.querySelectorAll("td[data-trend]").forEach(function (td) {
+      var vm = td.dataset.trend;
+      var html = Object.prototype.hasOwnProperty.call(el.trends.byVm, vm) ? el.trends.byVm[vm] : el.trends.others;
+      if (html !== undefined && td.innerHTML !== html) { td.innerHTML = html; }
+    });
+  }
+  function trends(el) {
+    get(el.dataset.trends).then(function (html) {
+      if (html === null) { return; }
+      var box = document.createElement("div");
+      box.innerHTML = html;
+      var byVm = {};
+      box.querySelectorAll("[data-vm]").forEach(function (e) { byVm[e.dataset.vm] = e.innerHTML; });
+      var others = box.querySelector("[data-vm-others]");
+      el.trends = { byVm: byVm, others: others ? others.innerHTML : undefined };
+      fillTrends(el);
+    }).catch(function () { /* keep what is shown */ });
+  }
   function refresh(el) {
-    fetch(el.dataset.refresh, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (r) { return r.ok ? r.text() : null; })
-      .then(function (html) { if (html !== null && html !== el.innerHTML) { el.innerHTML = html; } })
+    get(el.dataset.refresh)
+      .then(function (html) {
+        if (html !== null && html !== el.lastHtml) {
+          el.lastHtml = html;
+          el.innerHTML = html;
+          fillTrends(el);
+        }
+      })
       .catch(function () { /* keep what is shown */ });
   }
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-refresh]").forEach(function (el) {
+      el.lastHtml = el.innerHTML;
       if (el.hasAttribute("data-refresh-now")) { refresh(el); }
       var every = parseInt(el.dataset.refreshEvery || "3000", 10);
       setInterval(function () { refresh(el); }, every > 0 ? every : 3000);
+    });
+    document.querySelectorAll("[data-trends]").forEach(function (el) {
+      trends(el);
+      setInterval(function () { trends(el); }, 30000);
     });
     document.querySelectorAll("form[data-confirm]").forEach(function (form) {
       form.addEventListener("submit", function (e) {

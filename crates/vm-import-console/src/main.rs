@@ -51,6 +51,7 @@ async fn main() -> ExitCode {
             ca_file,
             ca_data: None,
             insecure: args.insecure_skip_tls_verify,
+            pool: Default::default(),
         },
         secure_cookies: args.secure_cookies,
         default_namespace: args.default_namespace.clone(),

@@ -234,8 +234,22 @@ impl Chart {
     }
 }
 
+/// The two trend queries of a namespace's list, CPU then memory: one each for every VM
+/// of the namespace, summed by VM (`name`), so that a list of 1,000 VMs costs two
+/// queries, not 2,000.
+pub fn trend_queries(namespace: &str) -> [String; 2] {
+    let s = format!("{{namespace=\"{}\"}}", escape(namespace));
+    [
+        format!("sum by (name) (rate(kubevirt_vmi_cpu_usage_seconds_total{s}[5m]))"),
+        format!("sum by (name) (kubevirt_vmi_memory_used_bytes{s})"),
+    ]
+}
+
 /// Points of one series: `(unix seconds, value)`, in time order.
 pub type Points = Vec<(f64, f64)>;
+
+/// Points per VM, by the value of the series' `name` label.
+pub type ByVm = std::collections::BTreeMap<String, Points>;
 
 /// Why a query gave no points.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -251,9 +265,8 @@ pub enum MetricsError {
     Failed(String),
 }
 
-/// Parses a `query_range` answer into the points of its first series (a `sum` has one);
-/// an empty result is no points.
-pub fn parse_matrix(body: &Value) -> Result<Points, MetricsError> {
+/// The series of a `query_range` answer, or the endpoint's error.
+fn series_of(body: &Value) -> Result<&[Value], MetricsError> {
     if body.get("status").and_then(Value::as_str) != Some("success") {
         let error = body
             .get("error")
@@ -261,21 +274,49 @@ pub fn parse_matrix(body: &Value) -> Result<Points, MetricsError> {
             .unwrap_or("an unreadable answer");
         return Err(MetricsError::Failed(error.to_owned()));
     }
-    let Some(first) = body.pointer("/data/result/0/values").and_then(Value::as_array) else {
-        return Ok(Vec::new());
-    };
-    Ok(first
-        .iter()
-        .filter_map(|pair| {
-            let time = pair.get(0)?.as_f64()?;
-            let value: f64 = pair.get(1)?.as_str()?.parse().ok()?;
-            value.is_finite().then_some((time, value))
+    Ok(body
+        .pointer("/data/result")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default())
+}
+
+fn points(series: &Value) -> Points {
+    series
+        .get("values")
+        .and_then(Value::as_array)
+        .map(|values| {
+            values
+                .iter()
+                .filter_map(|pair| {
+                    let time = pair.get(0)?.as_f64()?;
+                    let value: f64 = pair.get(1)?.as_str()?.parse().ok()?;
+                    value.is_finite().then_some((time, value))
+                })
+                .collect()
         })
+        .unwrap_or_default()
+}
+
+/// Parses a `query_range` answer into the points of its first series (a `sum` has one);
+/// an empty result is no points.
+pub fn parse_matrix(body: &Value) -> Result<Points, MetricsError> {
+    Ok(series_of(body)?.first().map(points).unwrap_or_default())
+}
+
+/// Parses a `query_range` answer summed `by (name)` into each VM's points; a series
+/// without a `name` is not a VM's and is left out.
+pub fn parse_matrix_by_vm(body: &Value) -> Result<ByVm, MetricsError> {
+    Ok(series_of(body)?
+        .iter()
+        .filter_map(|s| Some((s.pointer("/metric/name")?.as_str()?.to_owned(), points(s))))
         .collect())
 }
 
 /// A query's answer, by query, end and step.
 type Cache = Ttl<(String, u64, u64), Result<Points, MetricsError>>;
+/// A per-VM query's answer, by query, end and step.
+type ByVmCache = Ttl<(String, u64, u64), Result<ByVm, MetricsError>>;
 
 /// The query API, with a cache of recent answers.
 #[derive(Clone)]
@@ -283,6 +324,7 @@ pub struct Metrics {
     client: Option<Client>,
     timeout: Duration,
     cache: Cache,
+    by_vm: ByVmCache,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -302,6 +344,7 @@ impl Default for Metrics {
             client: None,
             timeout: QUERY_TIMEOUT,
             cache: Ttl::new(CACHE_TTL, 2048),
+            by_vm: Ttl::new(CACHE_TTL, 256),
         }
     }
 }
@@ -318,6 +361,7 @@ impl Metrics {
             client: Some(client),
             timeout: QUERY_TIMEOUT,
             cache: Ttl::new(CACHE_TTL, 2048),
+            by_vm: Ttl::new(CACHE_TTL, 256),
         })
     }
 
@@ -335,15 +379,33 @@ impl Metrics {
     /// The points of `query` over `range`, ending at `now` (unix seconds), rounded to
     /// the range's step so that answers can be shared for [`CACHE_TTL`].
     pub async fn range(&self, query: &str, range: Range, now: u64) -> Result<Points, MetricsError> {
+        self.cached(&self.cache, query, range, now, parse_matrix).await
+    }
+
+    /// Like [`Self::range`], for a query summed `by (name)`: each VM's points.
+    pub async fn range_by_vm(&self, query: &str, range: Range, now: u64) -> Result<ByVm, MetricsError> {
+        self.cached(&self.by_vm, query, range, now, parse_matrix_by_vm).await
+    }
+
+    async fn cached<T: Clone>(
+        &self,
+        cache: &Ttl<(String, u64, u64), Result<T, MetricsError>>,
+        query: &str,
+        range: Range,
+        now: u64,
+        parse: fn(&Value) -> Result<T, MetricsError>,
+    ) -> Result<T, MetricsError> {
         let client = self.client.as_ref().ok_or(MetricsError::NotConfigured)?;
         let step = range.step();
         let end = now - now % step;
         let key = (query.to_owned(), end, step);
-        if let Some(answer) = self.cache.get(&key) {
+        if let Some(answer) = cache.get(&key) {
             return answer;
         }
-        let answer = query_range(client, query, end - range.seconds(), end, step, self.timeout).await;
-        self.cache.put(key, answer.clone());
+        let answer = query_range(client, query, end - range.seconds(), end, step, self.timeout)
+            .await
+            .and_then(|body| parse(&body));
+        cache.put(key, answer.clone());
         answer
     }
 }
@@ -367,7 +429,7 @@ async fn query_range(
     end: u64,
     step: u64,
     timeout: Duration,
-) -> Result<Points, MetricsError> {
+) -> Result<Value, MetricsError> {
     let url = format!(
         "/api/v1/query_range?query={}&start={start}&end={end}&step={step}",
         encode(query)
@@ -381,9 +443,7 @@ async fn query_range(
         Ok(Err(e)) => return Err(MetricsError::Failed(e.to_string())),
         Ok(Ok(text)) => text,
     };
-    let body: Value =
-        serde_json::from_str(&text).map_err(|_| MetricsError::Failed("an answer that is not JSON".into()))?;
-    parse_matrix(&body)
+    serde_json::from_str(&text).map_err(|_| MetricsError::Failed("an answer that is not JSON".into()))
 }
 
 #[cfg(test)]
@@ -437,5 +497,32 @@ mod tests {
         let bad = json!({"status": "error", "errorType": "bad_data", "error": "parse error"});
         assert_eq!(parse_matrix(&bad), Err(MetricsError::Failed("parse error".into())));
         assert_eq!(encode("a{b=\"c\"}[5m]"), "a%7Bb%3D%22c%22%7D%5B5m%5D");
+    }
+
+    #[test]
+    fn a_namespaces_trends_are_two_queries_split_by_vm() {
+        let [cpu, memory] = trend_queries(r#"te"nant"#);
+        assert_eq!(
+            cpu,
+            r#"sum by (name) (rate(kubevirt_vmi_cpu_usage_seconds_total{namespace="te\"nant"}[5m]))"#
+        );
+        assert_eq!(
+            memory,
+            r#"sum by (name) (kubevirt_vmi_memory_used_bytes{namespace="te\"nant"})"#
+        );
+        let body = json!({"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": {"name": "web-01"}, "values": [[1000, "0.5"], [1060, "NaN"]]},
+            {"metric": {"name": "db-01"}, "values": [[1000, "2"]]},
+            {"metric": {}, "values": [[1000, "9"]]}
+        ]}});
+        let by_vm = parse_matrix_by_vm(&body).unwrap();
+        assert_eq!(by_vm.len(), 2, "a series without a VM name is left out");
+        assert_eq!(by_vm["web-01"], vec![(1000.0, 0.5)]);
+        assert_eq!(by_vm["db-01"], vec![(1000.0, 2.0)]);
+        let bad = json!({"status": "error", "error": "too many series"});
+        assert_eq!(
+            parse_matrix_by_vm(&bad),
+            Err(MetricsError::Failed("too many series".into()))
+        );
     }
 }

@@ -7,7 +7,7 @@ use vm_import_client::imports::{ImportView, StepView, VmProgress};
 use crate::{
     api::{Action, Permissions},
     charts::{self, Plot},
-    metrics::{MetricsError, Points, Range, Unit},
+    metrics::{ByVm, MetricsError, Range, Unit},
     streams::Stream,
     view::{VmDetail, VmRow},
 };
@@ -76,13 +76,50 @@ fn badge(row_status: &str, class: &str) -> Markup {
     html! { span class=(class) { (row_status) } }
 }
 
-/// Each listed VM's CPU and memory over the last hour, when metrics are configured and
-/// the user may read the namespace's VMs.
-pub type Trends = std::collections::BTreeMap<String, (Result<Points, MetricsError>, Result<Points, MetricsError>)>;
+/// A namespace's CPU and memory over the last hour, each by VM (two queries for the
+/// whole list).
+#[derive(Clone, Debug)]
+pub struct Trends {
+    /// CPU used, by VM.
+    pub cpu: Result<ByVm, MetricsError>,
+    /// Memory used, by VM.
+    pub memory: Result<ByVm, MetricsError>,
+}
 
-/// The rows of the list table (also served alone, for the live refresh), with trends
-/// when given.
-pub fn rows(namespace: &str, rows: &[VmRow], trends: Option<&Trends>) -> Markup {
+fn spark_of(name: &str, unit: Unit, answer: &Result<ByVm, MetricsError>, vm: Option<&str>) -> Markup {
+    let points = match answer {
+        Ok(by_vm) => Ok(vm.and_then(|vm| by_vm.get(vm)).cloned().unwrap_or_default()),
+        Err(e) => Err(e.clone()),
+    };
+    charts::sparkline(name, unit, &points)
+}
+
+/// The list's trend cells, served apart from the rows so that the list never waits for
+/// metrics: one `data-vm` element per VM with data, and `data-vm-others` for every
+/// other VM (no data, or the query's error). The page's script puts them in the cells.
+pub fn trends(trends: &Trends) -> Markup {
+    let names: std::collections::BTreeSet<&String> = [&trends.cpu, &trends.memory]
+        .into_iter()
+        .filter_map(|answer| answer.as_ref().ok())
+        .flat_map(|by_vm| by_vm.keys())
+        .collect();
+    html! {
+        @for name in names {
+            div data-vm=(name) {
+                (spark_of("CPU", Unit::Cores, &trends.cpu, Some(name)))
+                (spark_of("Memory", Unit::Bytes, &trends.memory, Some(name)))
+            }
+        }
+        div data-vm-others {
+            (spark_of("CPU", Unit::Cores, &trends.cpu, None))
+            (spark_of("Memory", Unit::Bytes, &trends.memory, None))
+        }
+    }
+}
+
+/// The rows of the list table (also served alone, for the live refresh); with
+/// `trends`, each row has its trend cell, filled by the page's script.
+pub fn rows(namespace: &str, rows: &[VmRow], trends: bool) -> Markup {
     html! {
         @for r in rows {
             tr data-vm=(r.name) {
@@ -94,17 +131,7 @@ pub fn rows(namespace: &str, rows: &[VmRow], trends: Option<&Trends>) -> Markup 
                 td { (r.source) }
                 td.mono { (r.adopted_at) }
                 td { (r.level) }
-                @if let Some(trends) = trends {
-                    td.trend {
-                        @match trends.get(&r.name) {
-                            Some((cpu, memory)) => {
-                                (charts::sparkline("CPU", Unit::Cores, cpu))
-                                (charts::sparkline("Memory", Unit::Bytes, memory))
-                            }
-                            None => { span.muted { "–" } }
-                        }
-                    }
-                }
+                @if trends { td.trend data-trend=(r.name) { span.muted { "…" } } }
                 td { (r.age) }
             }
         }
@@ -112,7 +139,7 @@ pub fn rows(namespace: &str, rows: &[VmRow], trends: Option<&Trends>) -> Markup 
 }
 
 /// The list page of a namespace.
-pub fn list(namespace: &str, vm_rows: &[VmRow], trends: Option<&Trends>) -> Markup {
+pub fn list(namespace: &str, vm_rows: &[VmRow], trends: bool) -> Markup {
     layout(
         namespace,
         Some(namespace),
@@ -129,10 +156,14 @@ pub fn list(namespace: &str, vm_rows: &[VmRow], trends: Option<&Trends>) -> Mark
                     thead { tr {
                         th { "Name" } th { "Status" } th { "IP addresses" } th { "Node" } th { "Plan" }
                         th { "Source" } th { "Adopted at" } th { "Adoption" }
-                        @if trends.is_some() { th title="CPU and memory, last hour" { "Trend" } }
+                        @if trends { th title="CPU and memory, last hour" { "Trend" } }
                         th { "Age" }
                     } }
-                    tbody data-refresh={ "/ns/" (namespace) "/rows" } { (rows(namespace, vm_rows, trends)) }
+                    @if trends {
+                        tbody data-refresh={ "/ns/" (namespace) "/rows" } data-trends={ "/ns/" (namespace) "/trends" } { (rows(namespace, vm_rows, trends)) }
+                    } @else {
+                        tbody data-refresh={ "/ns/" (namespace) "/rows" } { (rows(namespace, vm_rows, trends)) }
+                    }
                 }
             }
         },
@@ -233,7 +264,7 @@ fn step_row(s: &StepView) -> Markup {
     }
 }
 
-fn vm_progress(namespace: &str, v: &VmProgress) -> Markup {
+fn vm_progress(namespace: &str, plan: &str, v: &VmProgress, may_cancel: bool) -> Markup {
     html! {
         section.import-vm data-source-vm=(v.id) {
             h2 { (v.name) " " span.muted.mono { (v.id) } " " (badge(if v.phase.is_empty() { "Pending" } else { &v.phase }, phase_class(&v.phase))) }
@@ -245,6 +276,10 @@ fn vm_progress(namespace: &str, v: &VmProgress) -> Markup {
                     @if v.adopted { " (adopted)" } @else { " (not adopted yet)" }
                 }
             }
+            @if let Some(note) = v.cancel_note() { p.notice role="status" { (note) } }
+            @if may_cancel && v.cancellable() {
+                nav.actions { a.button href={ "/ns/" (namespace) "/imports/" (plan) "/vms/" (v.id) "/cancel" } { "Cancel this VM's import…" } }
+            }
             @if !v.steps.is_empty() {
                 table.pipeline {
                     thead { tr { th { "Step" } th { "Phase" } th { "Progress" } th { "Started" } th { "Completed" } th { "Error / warning" } } }
@@ -255,16 +290,37 @@ fn vm_progress(namespace: &str, v: &VmProgress) -> Markup {
     }
 }
 
-/// The VMs of one import (also served alone, for the live refresh).
-pub fn import_vms(namespace: &str, import: &ImportView) -> Markup {
+/// The VMs of one import (also served alone, for the live refresh); a VM's cancel is
+/// offered when `may_cancel` (the user may patch the import's latest Migration).
+pub fn import_vms(namespace: &str, import: &ImportView, may_cancel: bool) -> Markup {
     html! {
         @if import.vms.is_empty() { p.muted { "Forklift reports no VM for this Plan yet." } }
-        @for v in &import.vms { (vm_progress(namespace, v)) }
+        @for v in &import.vms { (vm_progress(namespace, &import.name, v, may_cancel)) }
     }
 }
 
+/// The page asking to confirm the cancel of source VM `vm_id` of `import`.
+pub fn confirm_cancel(namespace: &str, import: &ImportView, vm: &VmProgress, migration: &str, csrf: &str) -> Markup {
+    let back = format!("/ns/{namespace}/imports/{}", import.name);
+    layout(
+        &import.name,
+        Some(namespace),
+        html! {
+            p.crumbs { a href=(back) { "← " (import.name) } }
+            h1 { "Cancel the import of " (vm.name) "?" }
+            p { "This asks Forklift to stop importing " strong { (vm.name) } " (" span.mono { (vm.id) } "), by adding it to Migration " span.mono { (migration) } "'s " code { "spec.cancel" } ", with your own permissions. The other VMs of the import go on." }
+            form method="post" action={ (back) "/vms/" (vm.id) "/cancel" } {
+                (csrf_field(csrf))
+                button.primary type="submit" { "Yes, cancel it" }
+                " "
+                a.button href=(back) { "Keep importing" }
+            }
+        },
+    )
+}
+
 /// The page of one import: each VM's pipeline, refreshed live.
-pub fn import(namespace: &str, import: &ImportView) -> Markup {
+pub fn import(namespace: &str, import: &ImportView, notice: Option<&str>, may_cancel: bool) -> Markup {
     layout(
         &import.name,
         Some(namespace),
@@ -276,7 +332,8 @@ pub fn import(namespace: &str, import: &ImportView) -> Markup {
                 @if let Some(app) = &import.app { " by application " strong { (app) } }
                 @if let Some(m) = import.migrations.last() { "; Migration " span.mono { (m) } }
             }
-            div data-refresh={ "/ns/" (namespace) "/imports/" (import.name) "/vms" } { (import_vms(namespace, import)) }
+            @if let Some(n) = notice { p.notice role="status" { (n) } }
+            div data-refresh={ "/ns/" (namespace) "/imports/" (import.name) "/vms" } { (import_vms(namespace, import, may_cancel)) }
         },
     )
 }
@@ -639,13 +696,13 @@ mod tests {
             level: "labelled".into(),
             age: "1d".into(),
         };
-        let html = rows("t", &[row], None).into_string();
+        let html = rows("t", &[row], false).into_string();
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
     }
 
     #[test]
     fn an_empty_namespace_explains_how_vms_get_here() {
-        let html = list("tenant-a", &[], None).into_string();
+        let html = list("tenant-a", &[], false).into_string();
         assert!(html.contains("No imported VMs here yet."));
         assert!(html.contains("cozystack.io/adopted=true"));
     }

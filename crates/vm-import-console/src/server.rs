@@ -34,9 +34,9 @@ use vm_import_core::{
 };
 
 use crate::{
-    api::{self, Action, ApiError, Kind, Permissions, Target},
+    api::{self, Action, ApiError, Kind, Permissions, Read, Target},
     charts::Plot,
-    metrics::{Chart, Metrics, Range},
+    metrics::{self, Chart, Metrics, Range},
     pages::{self, AdoptForm},
     streams::{Sessions, Stream},
     token::{self, Token},
@@ -197,39 +197,20 @@ async fn plots(metrics: &Metrics, ns: &str, vm: &str, vcpus: Option<u64>, range:
     vec![cpu, memory, network, disk]
 }
 
-/// The list's trends: each VM's CPU and memory over the last hour, once the user is
-/// shown to be allowed to `get` the namespace's VMs; `None` without metrics.
-async fn trends(
-    state: &AppState,
-    client: &Client,
-    headers: &HeaderMap,
-    ns: &str,
-    rows: &[view::VmRow],
-) -> Option<pages::Trends> {
+/// The list's trends: the namespace's CPU and memory over the last hour, by VM, in two
+/// queries at once (a slow endpoint costs one timeout), once the user is shown to be
+/// allowed to read the namespace's VMs; `None` when no query may be made.
+async fn trends(state: &AppState, client: &Client, headers: &HeaderMap, ns: &str) -> Option<pages::Trends> {
     if !state.metrics.configured() || !state.permissions.may_read(client, headers, ns).await {
         return None;
     }
     let now = unix_now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for row in rows {
-        let (metrics, ns, name) = (state.metrics.clone(), ns.to_owned(), row.name.clone());
-        tasks.spawn(async move {
-            let cpu = Chart::Cpu.series(&ns, &name).remove(0).query;
-            let memory = Chart::Memory.series(&ns, &name).remove(0).query;
-            let (cpu, memory) = tokio::join!(
-                metrics.range(&cpu, Range::Hour, now),
-                metrics.range(&memory, Range::Hour, now)
-            );
-            (name, (cpu, memory))
-        });
-    }
-    let mut out = pages::Trends::new();
-    while let Some(done) = tasks.join_next().await {
-        if let Ok((name, trend)) = done {
-            out.insert(name, trend);
-        }
-    }
-    Some(out)
+    let [cpu, memory] = metrics::trend_queries(ns);
+    let (cpu, memory) = tokio::join!(
+        state.metrics.range_by_vm(&cpu, Range::Hour, now),
+        state.metrics.range_by_vm(&memory, Range::Hour, now)
+    );
+    Some(pages::Trends { cpu, memory })
 }
 
 type Shared = Arc<AppState>;
@@ -251,9 +232,14 @@ pub fn router(state: AppState) -> Router {
         .route("/ns/{ns}", get(list_page))
         .route("/ns/{ns}/rows", get(rows_fragment))
         .route("/ns/{ns}/imports", get(imports_page))
+        .route("/ns/{ns}/trends", get(trends_fragment))
         .route("/ns/{ns}/imports/-/rows", get(imports_fragment))
         .route("/ns/{ns}/imports/{plan}", get(import_page))
         .route("/ns/{ns}/imports/{plan}/vms", get(import_fragment))
+        .route(
+            "/ns/{ns}/imports/{plan}/vms/{id}/cancel",
+            get(confirm_cancel).post(cancel),
+        )
         .route("/ns/{ns}/vms/{vm}", get(detail_page))
         .route("/ns/{ns}/vms/{vm}/metrics", get(metrics_fragment))
         .route("/ns/{ns}/vms/{vm}/status", get(status_fragment))
@@ -452,13 +438,21 @@ async fn home(State(state): State<Shared>, headers: HeaderMap, Query(q): Query<H
 
 /// The rows of `ns`: one LIST per kind, nothing per VM. The namespace's VMs are listed
 /// whole, because a fully adopted VM (`vm-instance-<instance>`) does not carry the
-/// adopted label; only the adopted ones and those are shown.
+/// adopted label; only the adopted ones and those are shown. From the API server's watch
+/// cache ([`Read::Cached`]): the page refreshes every 3 seconds.
 async fn load_rows(client: &Client, ns: &str) -> Result<Vec<view::VmRow>, ApiError> {
     let (vms, vmis, adoptions, records) = tokio::join!(
-        api::list(client, Kind::Vm, ns, None, None),
-        api::list(client, Kind::Vmi, ns, None, None),
-        api::adoptions(client, ns),
-        api::list(client, Kind::ConfigMap, ns, Some(TRACKING_CONFIGMAP_SELECTOR), None),
+        api::list_read(client, Kind::Vm, ns, None, None, Read::Cached),
+        api::list_read(client, Kind::Vmi, ns, None, None, Read::Cached),
+        api::adoptions(client, ns, Read::Cached),
+        api::list_read(
+            client,
+            Kind::ConfigMap,
+            ns,
+            Some(TRACKING_CONFIGMAP_SELECTOR),
+            None,
+            Read::Cached
+        ),
     );
     // The VMs decide what the user may see; the rest only adds detail when readable.
     let adoptions = adoptions.unwrap_or_default();
@@ -492,11 +486,30 @@ async fn list_page(State(state): State<Shared>, headers: HeaderMap, Path(ns): Pa
         Err(r) => return r,
     };
     match load_rows(&client, &ns).await {
-        Ok(rows) => {
-            let trends = trends(&state, &client, &headers, &ns, &rows).await;
-            page(StatusCode::OK, pages::list(&ns, &rows, trends.as_ref()))
-        }
+        Ok(rows) => page(StatusCode::OK, pages::list(&ns, &rows, state.metrics.configured())),
         Err(e) => error_page(&e, Some("/")),
+    }
+}
+
+/// The list's trend cells, apart from its rows: the list never waits for metrics.
+async fn trends_fragment(State(state): State<Shared>, headers: HeaderMap, Path(ns): Path<String>) -> Response {
+    if let Err(r) = valid(&[&ns]) {
+        return r;
+    }
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match trends(&state, &client, &headers, &ns).await {
+        Some(trends) => page(StatusCode::OK, pages::trends(&trends)),
+        None => page(
+            StatusCode::FORBIDDEN,
+            pages::message(
+                "No trends",
+                "No metrics endpoint, or you may not read this namespace's VMs.",
+                None,
+            ),
+        ),
     }
 }
 
@@ -509,10 +522,7 @@ async fn rows_fragment(State(state): State<Shared>, headers: HeaderMap, Path(ns)
         Err(r) => return r,
     };
     match load_rows(&client, &ns).await {
-        Ok(rows) => {
-            let trends = trends(&state, &client, &headers, &ns, &rows).await;
-            page(StatusCode::OK, pages::rows(&ns, &rows, trends.as_ref()))
-        }
+        Ok(rows) => page(StatusCode::OK, pages::rows(&ns, &rows, state.metrics.configured())),
         Err(e) => error_page(&e, None),
     }
 }
@@ -575,15 +585,48 @@ async fn user_import(
     })
 }
 
+/// Whether the user may cancel VMs of `import` (its latest Migration), when it has a VM
+/// left to cancel.
+async fn may_cancel(client: &Client, ns: &str, import: &imports::ImportView) -> bool {
+    match import.migrations.last() {
+        Some(migration) if import.vms.iter().any(|v| v.cancellable()) => api::may_cancel(client, ns, migration).await,
+        _ => false,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CancelNotice {
+    cancelled: Option<String>,
+}
+
+/// One import of the request's user, and whether they may cancel its VMs.
+async fn user_import_and_cancel(
+    state: &AppState,
+    headers: &HeaderMap,
+    ns: &str,
+    plan: &str,
+) -> Result<(imports::ImportView, bool), Response> {
+    let import = user_import(state, headers, ns, plan).await?;
+    let client = user(state, headers).await?;
+    let allowed = may_cancel(&client, ns, &import).await;
+    Ok((import, allowed))
+}
+
 async fn import_page(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path((ns, plan)): Path<(String, String)>,
+    Query(q): Query<CancelNotice>,
 ) -> Response {
-    match user_import(&state, &headers, &ns, &plan).await {
-        Ok(import) => page(StatusCode::OK, pages::import(&ns, &import)),
-        Err(r) => r,
-    }
+    let (import, allowed) = match user_import_and_cancel(&state, &headers, &ns, &plan).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let notice = q
+        .cancelled
+        .filter(|id| import.vms.iter().any(|v| &v.id == id))
+        .map(|id| format!("Asked Forklift to cancel the import of VM {id}."));
+    page(StatusCode::OK, pages::import(&ns, &import, notice.as_deref(), allowed))
 }
 
 async fn import_fragment(
@@ -591,14 +634,102 @@ async fn import_fragment(
     headers: HeaderMap,
     Path((ns, plan)): Path<(String, String)>,
 ) -> Response {
-    match user_import(&state, &headers, &ns, &plan).await {
-        Ok(import) => page(StatusCode::OK, pages::import_vms(&ns, &import)),
+    match user_import_and_cancel(&state, &headers, &ns, &plan).await {
+        Ok((import, allowed)) => page(StatusCode::OK, pages::import_vms(&ns, &import, allowed)),
         Err(r) => r,
     }
 }
 
+/// The import, VM and Migration a cancel is about, or the response that says why not.
+async fn cancel_target(
+    state: &AppState,
+    headers: &HeaderMap,
+    ns: &str,
+    plan: &str,
+    id: &str,
+) -> Result<(imports::ImportView, imports::VmProgress, String), Response> {
+    valid(&[id])?;
+    let import = user_import(state, headers, ns, plan).await?;
+    let back = format!("/ns/{ns}/imports/{plan}");
+    let refuse = |title: &str, text: String| page(StatusCode::CONFLICT, pages::message(title, &text, Some(&back)));
+    let Some(vm) = import.vms.iter().find(|v| v.id == id).cloned() else {
+        return Err(page(
+            StatusCode::NOT_FOUND,
+            pages::message("No such VM", &format!("Import {plan} has no VM {id}."), Some(&back)),
+        ));
+    };
+    if let Some(note) = vm.cancel_note() {
+        return Err(refuse("Nothing to cancel", format!("{}: {note}", vm.name)));
+    }
+    if !vm.cancellable() {
+        return Err(refuse(
+            "Nothing to cancel",
+            format!(
+                "The import of {} has completed or failed: there is nothing to cancel.",
+                vm.name
+            ),
+        ));
+    }
+    let Some(migration) = import.migrations.last().cloned() else {
+        return Err(refuse(
+            "Nothing to cancel",
+            format!("Import {plan} has no Migration running."),
+        ));
+    };
+    Ok((import, vm, migration))
+}
+
+async fn confirm_cancel(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, plan, id)): Path<(String, String, String)>,
+) -> Response {
+    let (import, vm, migration) = match cancel_target(&state, &headers, &ns, &plan, &id).await {
+        Ok(target) => target,
+        Err(r) => return r,
+    };
+    let (token, set) = match csrf(&state, &headers) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    with_cookie(
+        page(
+            StatusCode::OK,
+            pages::confirm_cancel(&ns, &import, &vm, &migration, &token),
+        ),
+        set,
+    )
+}
+
+async fn cancel(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, plan, id)): Path<(String, String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !csrf_ok(&headers, &form.csrf) {
+        return csrf_refused();
+    }
+    let (_, vm, migration) = match cancel_target(&state, &headers, &ns, &plan, &id).await {
+        Ok(target) => target,
+        Err(r) => return r,
+    };
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let back = format!("/ns/{ns}/imports/{plan}");
+    match api::cancel_vm(&client, &ns, &migration, &vm.id).await {
+        Ok(()) => Redirect::to(&format!("{back}?cancelled={}", vm.id)).into_response(),
+        Err(e) => error_page(&e, Some(&back)),
+    }
+}
+
 async fn load_detail(client: &Client, ns: &str, vm_name: &str) -> Result<view::VmDetail, ApiError> {
-    let (vm, adoptions) = tokio::join!(api::get(client, Kind::Vm, ns, vm_name), api::adoptions(client, ns));
+    let (vm, adoptions) = tokio::join!(
+        api::get(client, Kind::Vm, ns, vm_name),
+        api::adoptions(client, ns, Read::Latest)
+    );
     let adoptions = adoptions.unwrap_or_default();
     let adopted = view::adopted_instances(&adoptions).iter().any(|i| i == vm_name);
     let vm = vm?

@@ -29,6 +29,7 @@ fn state(server: String, metrics: Metrics) -> AppState {
             ca_file: None,
             ca_data: None,
             insecure: false,
+            pool: Default::default(),
         },
         secure_cookies: false,
         default_namespace: None,
@@ -145,6 +146,13 @@ async fn the_list_shows_what_the_users_token_may_read() {
     assert_eq!(vm_reads.len(), 1, "{vm_reads:?}");
     assert!(!vm_reads[0].contains("/virtualmachines/"), "{vm_reads:?}");
     assert!(!body.contains("scratch-01"), "not an adopted import");
+    // Each of the page's LISTs is served from the API server's watch cache.
+    assert_eq!(seen.len(), 4, "VMs, instances, adoptions and records: {seen:?}");
+    assert!(
+        seen.iter()
+            .all(|s| s.method == "GET" && s.path.contains("resourceVersion=0&resourceVersionMatch=NotOlderThan")),
+        "{seen:?}"
+    );
 
     // The live refresh serves the rows alone, and they follow the cluster.
     standin.set_status("web-01", "Stopped");
@@ -558,16 +566,23 @@ async fn a_failing_or_silent_endpoint_is_a_message_not_an_error_page() {
 #[tokio::test]
 async fn the_list_shows_cpu_and_memory_trends() {
     let (app, standin, prometheus) = console_with_metrics().await;
+    // The list itself makes no metrics query: its trends come apart.
     let (status, _, body) = send(&app, get("/ns/tenant-demo", Some("viewer-token"))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains(">Trend<"), "{body}");
-    let web = body.split("data-vm=\"web-01\"").nth(1).unwrap_or_default();
-    let web = web.split("</tr>").next().unwrap_or_default();
+    assert!(body.contains(r#"data-trends="/ns/tenant-demo/trends""#), "{body}");
+    assert!(body.contains(r#"data-trend="web-01""#) && body.contains(r#"data-trend="db-01""#));
+    assert!(prometheus.queries().is_empty(), "{:?}", prometheus.queries());
+
+    let (status, _, trends) = send(&app, get("/ns/tenant-demo/trends", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK, "{trends}");
+    let web = trends.split(r#"data-vm="web-01""#).nth(1).unwrap_or_default();
+    let web = web.split("</div>").next().unwrap_or_default();
     assert_eq!(web.matches("<svg class=\"spark\"").count(), 2, "{web}");
     assert!(web.contains("CPU, last hour: now"), "{web}");
-    let db = body.split("data-vm=\"db-01\"").nth(1).unwrap_or_default();
-    let db = db.split("</tr>").next().unwrap_or_default();
-    assert!(db.contains("no data in the last hour"), "{db}");
+    assert!(!trends.contains(r#"data-vm="db-01""#), "db-01 has no data: {trends}");
+    let others = trends.split("data-vm-others").nth(1).unwrap_or_default();
+    assert!(others.contains("no data in the last hour"), "{others}");
     // The user was shown to be allowed to get the VMs first, with their own token.
     let review = standin
         .seen()
@@ -575,12 +590,47 @@ async fn the_list_shows_cpu_and_memory_trends() {
         .find(|r| r.path.contains("selfsubjectaccessreviews"))
         .unwrap();
     assert_eq!(review.token, "viewer-token");
+    // Two queries for the whole namespace, whatever its number of VMs.
     let queries = prometheus.queries();
+    assert_eq!(queries.len(), 2, "CPU and memory of the namespace: {queries:?}");
     assert!(
-        queries.iter().all(|q| q.contains("namespace=\"tenant-demo\"")),
+        queries
+            .iter()
+            .all(|q| q.starts_with("sum by (name) (") && q.contains("{namespace=\"tenant-demo\"}")),
         "{queries:?}"
     );
-    assert_eq!(queries.len(), 4, "CPU and memory of each of the two VMs: {queries:?}");
+    // A user who may not read the VMs: no query.
+    let (status, _, _) = send(&app, get("/ns/tenant-demo/trends", Some("nobody-token"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(prometheus.queries().len(), 2);
+}
+
+#[tokio::test]
+async fn a_failing_metrics_endpoint_never_holds_the_list() {
+    let (app, _standin, prometheus) = console_with_metrics().await;
+    prometheus.set_mode(Mode::Hang);
+    let started = std::time::Instant::now();
+    let (status, _, body) = send(&app, get("/ns/tenant-demo", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(">web-01<"));
+    let (status, _, _) = send(&app, get("/ns/tenant-demo/rows", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(300),
+        "the list and its rows waited {:?}",
+        started.elapsed()
+    );
+    // The trends wait one timeout (300 ms here) in all, and say why.
+    let started = std::time::Instant::now();
+    let (status, _, trends) = send(&app, get("/ns/tenant-demo/trends", Some("viewer-token"))).await;
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        waited >= std::time::Duration::from_millis(300) && waited < std::time::Duration::from_millis(550),
+        "{waited:?}"
+    );
+    let others = trends.split("data-vm-others").nth(1).unwrap_or_default();
+    assert!(others.contains("did not answer within 1 s"), "{others}");
 }
 
 #[tokio::test]
@@ -728,4 +778,104 @@ async fn an_imports_progress_moves_on_the_live_refresh() {
         copied(&first),
         copied(&second)
     );
+}
+
+#[tokio::test]
+async fn a_vms_import_is_cancelled_only_when_confirmed_and_permitted() {
+    let (app, standin) = console().await;
+    let page = "/ns/tenant-demo/imports/vm-import-batch2";
+    let cancel = "/ns/tenant-demo/imports/vm-import-batch2/vms/vm-201/cancel";
+    let button = r#"href="/ns/tenant-demo/imports/vm-import-batch2/vms/vm-201/cancel""#;
+    // Offered to who may patch the Migration, for the VM still importing only (app-02
+    // failed); never to a viewer.
+    let (_, _, admin) = send(&app, get(page, Some("admin-token"))).await;
+    assert!(admin.contains(button), "{admin}");
+    assert!(
+        !admin.contains("vms/vm-202/cancel"),
+        "a failed VM has nothing to cancel"
+    );
+    let (_, _, viewer) = send(&app, get(page, Some("viewer-token"))).await;
+    assert!(!viewer.contains("/cancel\""), "{viewer}");
+    let (_, _, finished) = send(&app, get("/ns/tenant-demo/imports/vm-import-demo", Some("admin-token"))).await;
+    assert!(!finished.contains("/cancel\""), "a finished import offers no cancel");
+
+    // Confirming writes nothing; a POST without the CSRF cookie writes nothing.
+    let (status, headers, body) = send(&app, get(cancel, Some("admin-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Cancel the import of app-01?"), "{body}");
+    assert!(headers.iter().any(|(k, _)| k == "set-cookie"));
+    let (status, _, _) = send(&app, post(cancel, "admin-token", None, &format!("csrf={CSRF}"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        standin.seen().iter().all(|s| s.method != "PATCH"),
+        "no write before the confirmed POST"
+    );
+
+    // A viewer who posts anyway: the API server's 403, as a message.
+    let (status, _, body) = send(&app, post(cancel, "viewer-token", Some(CSRF), &format!("csrf={CSRF}"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("not allowed"), "{body}");
+    assert_eq!(standin.batch2_migration()["spec"]["cancel"], serde_json::Value::Null);
+
+    // Another client changes the Migration meanwhile: a 409, nothing lost, nothing written.
+    standin.race_next_migration_patch();
+    let (status, _, body) = send(&app, post(cancel, "admin-token", Some(CSRF), &format!("csrf={CSRF}"))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("changed meanwhile"), "{body}");
+    assert_eq!(standin.batch2_migration()["spec"]["cancel"], serde_json::Value::Null);
+
+    // Confirmed: one merge patch of spec.cancel, with the admin's token.
+    let (status, headers, _) = send(&app, post(cancel, "admin-token", Some(CSRF), &format!("csrf={CSRF}"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "location" && v == "/ns/tenant-demo/imports/vm-import-batch2?cancelled=vm-201")
+    );
+    let patches: Vec<_> = standin.seen().into_iter().filter(|s| s.method == "PATCH").collect();
+    let tokens: Vec<&str> = patches.iter().map(|p| p.token.as_str()).collect();
+    assert_eq!(
+        tokens,
+        ["viewer-token", "admin-token", "admin-token"],
+        "the viewer's refused one, the conflicting one and this one"
+    );
+    let migration = "/apis/forklift.konveyor.io/v1beta1/namespaces/tenant-demo/migrations/vm-import-batch2-1";
+    assert!(
+        patches.iter().all(|p| p.path.split('?').next() == Some(migration)),
+        "{patches:?}"
+    );
+    assert_eq!(
+        standin.batch2_migration()["spec"]["cancel"],
+        serde_json::json!([{"id": "vm-201"}])
+    );
+
+    // The page says so, and offers it no more; asking again is a message, not a write.
+    let (_, _, after) = send(&app, get(&format!("{page}?cancelled=vm-201"), Some("admin-token"))).await;
+    assert!(
+        after.contains("Asked Forklift to cancel the import of VM vm-201."),
+        "{after}"
+    );
+    assert!(
+        after.contains("Cancel asked: Forklift has not acted on it yet."),
+        "{after}"
+    );
+    assert!(!after.contains(button));
+    let (status, _, again) = send(&app, post(cancel, "admin-token", Some(CSRF), &format!("csrf={CSRF}"))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(again.contains("Cancel asked"), "{again}");
+    assert_eq!(standin.seen().iter().filter(|s| s.method == "PATCH").count(), 3);
+
+    // An unknown VM: a message, no write.
+    let (status, _, _) = send(
+        &app,
+        post(
+            "/ns/tenant-demo/imports/vm-import-batch2/vms/nope/cancel",
+            "admin-token",
+            Some(CSRF),
+            &format!("csrf={CSRF}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "an unknown VM");
+    assert_eq!(standin.seen().iter().filter(|s| s.method == "PATCH").count(), 3);
 }

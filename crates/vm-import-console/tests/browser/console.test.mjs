@@ -183,7 +183,16 @@ test("the detail page charts CPU, memory, network and disk, with a readout and r
   assert.equal(await p.locator("section.metrics svg").count(), 4);
   const list = await page("viewer-token");
   await list.goto(`${consoleUrl}/ns/tenant-demo`);
+  // The trends come after the list, and stay through the rows' live refresh.
+  await list.locator('tr[data-vm="web-01"] svg.spark').first().waitFor();
   assert.equal(await list.locator('tr[data-vm="web-01"] svg.spark').count(), 2);
+  assert.match(await list.locator('tr[data-vm="db-01"] td.trend span.spark').first().getAttribute("title"),
+    /no data in the last hour/);
+  // A status change: the refresh replaces the rows, and the trends are put back.
+  await fetch(`${api}/__status/db-01/Running`, { method: "POST" });
+  await list.locator('tr[data-vm="db-01"] .badge', { hasText: "Running" }).waitFor();
+  assert.equal(await list.locator('tr[data-vm="web-01"] svg.spark').count(), 2, "kept after a refresh");
+  await fetch(`${api}/__status/db-01/Stopped`, { method: "POST" });
   await p.context().close();
   await list.context().close();
 });
@@ -227,4 +236,22 @@ test("screenshots, light and dark", { skip: !process.env.UPDATE_SCREENSHOTS }, a
     await p.screenshot({ path: path.join(dir, `import-${scheme}.png`), fullPage: true });
     await p.context().close();
   }
+});
+
+test("one VM's import is cancelled after a confirmation, the others go on", async () => {
+  const p = await page("admin-token");
+  await p.goto(`${consoleUrl}/ns/tenant-demo/imports/vm-import-batch2`);
+  assert.equal(await p.locator('section[data-source-vm="vm-202"] a', { hasText: "Cancel" }).count(), 0,
+    "a failed VM has nothing to cancel");
+  await p.locator('section[data-source-vm="vm-201"]').getByRole("link", { name: "Cancel this VM's import…" }).click();
+  await p.getByRole("heading", { name: "Cancel the import of app-01?" }).waitFor();
+  await p.getByRole("button", { name: "Yes, cancel it" }).click();
+  await p.getByText("Asked Forklift to cancel the import of VM vm-201.").waitFor();
+  const vm = p.locator('section[data-source-vm="vm-201"]');
+  assert.match(await vm.innerText(), /Cancel asked: Forklift has not acted on it yet\./);
+  assert.equal(await vm.getByRole("link", { name: "Cancel this VM's import…" }).count(), 0);
+  const patches = (await apiRequests()).filter((r) => r.method === "PATCH");
+  assert.deepEqual(patches.map((r) => [r.path.split("?")[0], r.token]),
+    [["/apis/forklift.konveyor.io/v1beta1/namespaces/tenant-demo/migrations/vm-import-batch2-1", "admin-token"]]);
+  await p.context().close();
 });

@@ -8,6 +8,9 @@
 //! `vm-import-demo` (the vm-import application's, done: the two VMs above), and
 //! `vm-import-batch2`, whose VM app-01 transfers its disk at 200 MB/s from the moment
 //! the stand-in starts, and whose app-02 failed its transfer with Forklift's error.
+//! Its Migration `vm-import-batch2-1` takes merge patches of `spec.cancel`, conditional
+//! on its `resourceVersion` (a 409 otherwise), as the API server does; the stand-in does
+//! not play Forklift acting on them.
 //!
 //! Tokens: `admin-token` may do everything; `viewer-token` may read but gets 403 on
 //! every write; `nobody-token` is authenticated but may do nothing (and
@@ -40,6 +43,10 @@ struct World {
     status: std::collections::BTreeMap<String, String>,
     adoptions: Vec<Value>,
     no_kubevirt_api: bool,
+    /// `vm-import-batch2-1`'s `spec.cancel`, and its resourceVersion.
+    cancel: Value,
+    migration_version: u64,
+    race_migration: bool,
 }
 
 impl Default for World {
@@ -50,6 +57,9 @@ impl Default for World {
             status: Default::default(),
             adoptions: Vec::new(),
             no_kubevirt_api: false,
+            cancel: Value::Null,
+            migration_version: 1,
+            race_migration: false,
         }
     }
 }
@@ -193,6 +203,21 @@ impl StandIn {
         url
     }
 
+    /// Migration `vm-import-batch2-1` as it stands.
+    pub fn batch2_migration(&self) -> Value {
+        let w = self.world.lock().unwrap();
+        json!({"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Migration",
+               "metadata": {"name": "vm-import-batch2-1", "namespace": NS, "creationTimestamp": ago(610),
+                            "resourceVersion": w.migration_version.to_string()},
+               "spec": {"plan": {"name": "vm-import-batch2", "namespace": NS}, "cancel": w.cancel}})
+    }
+
+    /// Another client changes Migration `vm-import-batch2-1` just before the next patch
+    /// of it lands (a new resourceVersion).
+    pub fn race_next_migration_patch(&self) {
+        self.world.lock().unwrap().race_migration = true;
+    }
+
     /// Every API request so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.world.lock().unwrap().seen.clone()
@@ -281,8 +306,36 @@ async fn api(State(s): State<StandIn>, method: Method, uri: Uri, headers: Header
         }
         ("GET", p) if p == format!("/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/migrations") => list(vec![
             json!({"metadata": {"name": "vm-import-demo-1", "creationTimestamp": "2026-11-20T08:39:00Z"}, "spec": {"plan": {"name": "vm-import-demo", "namespace": NS}}}),
-            json!({"metadata": {"name": "vm-import-batch2-1", "creationTimestamp": ago(610)}, "spec": {"plan": {"name": "vm-import-batch2", "namespace": NS}}}),
+            s.batch2_migration(),
         ]),
+        ("GET", p)
+            if p == format!("/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/migrations/vm-import-batch2-1") =>
+        {
+            Json(s.batch2_migration()).into_response()
+        }
+        ("PATCH", p)
+            if p == format!("/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/migrations/vm-import-batch2-1") =>
+        {
+            let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let mut w = s.world.lock().unwrap();
+            if std::mem::take(&mut w.race_migration) {
+                w.migration_version += 1;
+            }
+            let wanted = patch["metadata"]["resourceVersion"].as_str().map(str::to_owned);
+            if wanted.is_some_and(|v| v != w.migration_version.to_string()) {
+                return status(
+                    409,
+                    "Conflict",
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                );
+            }
+            if let Some(cancel) = patch.pointer("/spec/cancel") {
+                w.cancel = cancel.clone();
+                w.migration_version += 1;
+            }
+            drop(w);
+            Json(s.batch2_migration()).into_response()
+        }
         ("GET", p) if p.starts_with(&format!("{base}/virtualmachines/")) => {
             let name = p.rsplit('/').next().unwrap();
             vms()
