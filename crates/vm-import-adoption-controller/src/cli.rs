@@ -52,8 +52,11 @@ pub struct Args {
     #[arg(long, env = "VM_IMPORT_LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=600))]
     pub lease_duration: u64,
 
-    /// How many VMs may be reconciled at once.
-    #[arg(long, env = "VM_IMPORT_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    /// How many VMs may be reconciled at once. A reconcile is at most three small writes,
+    /// so the API server, not the controller, sets the pace: the load harness found it
+    /// fastest at 128 requests in flight (of 8, 32 and 128), and a burst of 1,000
+    /// adoptions took 1.36-1.41 times the server's own time at 32, 1.13-1.25 times at 128.
+    #[arg(long, env = "VM_IMPORT_CONCURRENCY", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// Seconds between two safety re-syncs, which reconcile every watched VM again from
     /// the caches (0: never). Work lost for any reason is redone within this time; a
@@ -91,7 +94,7 @@ mod tests {
         let args = Args::try_parse_from(["c"]).expect("defaults parse");
         assert!(args.leader_election);
         assert_eq!(args.http_addr.port(), 8080);
-        assert_eq!(args.concurrency, 32);
+        assert_eq!(args.concurrency, 128);
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.worker_threads, 2);
         assert!(args.full_adoption);
