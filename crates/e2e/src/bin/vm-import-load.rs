@@ -351,7 +351,7 @@ async fn floor(client: &kube::Client, args: &Args) -> Result<Vec<Duration>, Erro
     let (ns, targets) = ceiling_vms(client, 1, args.concurrency).await?;
     let mut samples = Vec::with_capacity(FLOOR_SAMPLES);
     for i in 0..FLOOR_SAMPLES {
-        // Each sample changes the record and the labels, as a first adoption does.
+        // Each sample changes a value of the record and of the labels, so every apply writes.
         samples.push(ceiling::round(client, &targets, &format!("floor-{i}"), 1).await?);
     }
     delete_and_wait(client, &ns).await?;
@@ -479,7 +479,7 @@ async fn run(args: &Args) -> Result<bool, Error> {
     restarted.terminate(Duration::from_secs(10)).await?;
 
     println!(
-        "load figures ({} VMs adopted in the last round, kube-apiserver on loopback):",
+        "load figures ({} VMs adopted in the last round's namespace, kube-apiserver on loopback):",
         load.seen.len()
     );
     let mut report = Report { ok: true };
