@@ -55,7 +55,7 @@ pub struct Args {
     /// How many VMs may be reconciled at once. A reconcile is at most three small writes,
     /// so the API server, not the controller, sets the pace: the load harness found it
     /// fastest at 128 requests in flight (of 8, 32 and 128), and a burst of 1,000
-    /// adoptions took 1.36-1.41 times the server's own time at 32, 1.13-1.25 times at 128.
+    /// adoptions took 1.36-1.41 times the server's own time at 32, 1.13-1.41 times at 128.
     #[arg(long, env = "VM_IMPORT_CONCURRENCY", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// Seconds between two safety re-syncs, which reconcile every watched VM again from

@@ -92,8 +92,8 @@ struct Args {
 /// What the project promises, at 10 Plans × 100 VMs: the burst within this many times
 /// the API server's own time for the same writes (median of the paired rounds)…
 const BURST_RATIO: f64 = 1.25;
-/// …held with `--check` to this: on 2 cores the median moved between 1.13x and 1.37x from
-/// run to run of the same controller, and other work on the machine moves it further.
+/// …held with `--check` to this: on 2 cores a round of the same controller gave 1.13x to
+/// 1.41x and the median 1.14x to 1.32x, and other work on the machine moves it further.
 /// Twice the server's own time is what a controller that reconciled few VMs at a time,
 /// or waited between them, would exceed.
 const BURST_RATIO_LIMIT: f64 = 2.0;
