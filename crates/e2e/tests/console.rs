@@ -944,23 +944,39 @@ async fn the_console_benchmark_times_a_list_of_1000_vms_and_no_page_waits_on_a_s
             (started.elapsed(), status, String::from_utf8(body.to_vec()).unwrap())
         }
     };
-    // Every VM is listed; the first load warms the connection.
+    // Every VM is counted, a page of 100 shown; the first load warms the connection.
     let (_, status, page) = load(format!("/ns/{ns}")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(page.matches("<tr data-vm=").count(), VMS, "every VM is listed");
+    assert_eq!(page.matches("<tr data-vm=").count(), 100, "one page");
+    assert!(
+        page.contains(&format!("1–100 of {VMS}")) && page.contains("page 1 of 10"),
+        "{page}"
+    );
+    // A part of the name finds its VMs on every page; the last page has the rest.
+    let (_, _, found) = load(format!("/ns/{ns}?name=APP-098")).await;
+    assert_eq!(found.matches("<tr data-vm=").count(), 10, "app-0980 to app-0989");
+    assert!(found.contains(&format!("1–10 of 10 matching, {VMS} in all")), "{found}");
+    let (_, _, last) = load(format!("/ns/{ns}?page=10")).await;
+    assert_eq!(last.matches("<tr data-vm=").count(), 100);
+    assert!(last.contains(r#"<tr data-vm="app-0999">"#));
+    let (_, status, refused) = load(format!("/ns/{ns}?state=asleep")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     let mut list = Vec::new();
     let mut rows = Vec::new();
-    for _ in 0..20 {
+    for i in 0..20 {
         list.push(load(format!("/ns/{ns}")).await.0);
-        rows.push(load(format!("/ns/{ns}/rows")).await.0);
+        // The live refresh of a filtered page, as the browser asks for it.
+        rows.push(load(format!("/ns/{ns}/rows?name=app-0{}", i % 10)).await.0);
     }
     let (l50, l95, lmax) = percentiles(list);
     let (r50, r95, rmax) = percentiles(rows);
     println!(
-        "console benchmark: the list of {VMS} VMs, 20 loads: p50 {l50:.0} ms, p95 {l95:.0} ms, max {lmax:.0} ms (target p95 <= 300 ms: {})",
+        "console benchmark: the list of {VMS} VMs (its first page), 20 loads: p50 {l50:.0} ms, p95 {l95:.0} ms, max {lmax:.0} ms (target p95 <= 300 ms: {})",
         if l95 <= 300.0 { "met" } else { "missed" }
     );
-    println!("console benchmark: its live refresh, 20 loads: p50 {r50:.0} ms, p95 {r95:.0} ms, max {rmax:.0} ms");
+    println!(
+        "console benchmark: the live refresh of a page filtered by name, 20 loads: p50 {r50:.0} ms, p95 {r95:.0} ms, max {rmax:.0} ms"
+    );
     // A detail page, with the metrics endpoint silent: the page does not wait for it,
     // and its charts (eight queries at once) and the list's trends (two) each wait one
     // timeout in all.
@@ -978,9 +994,10 @@ async fn the_console_benchmark_times_a_list_of_1000_vms_and_no_page_waits_on_a_s
         trends.as_secs_f64()
     );
     // The target is p95 <= 300 ms. On 2 cores, in a debug build (JSON parsing
-    // optimised), p95 measured 165-326 ms, more when the API server is deleting other
-    // namespaces meanwhile; the hard limits keep a margin, the figures above say where
-    // the target stands.
+    // optimised), p95 measured 165-326 ms before the list paged and 235-258 ms since
+    // (the four LISTs, not the page's size, take the time), more when the API server is
+    // deleting other namespaces meanwhile; the hard limits keep a margin, the figures
+    // above say where the target stands.
     assert!(l50 <= 300.0, "the list's p50 is {l50:.0} ms");
     assert!(
         l95 <= 600.0 && r95 <= 600.0,

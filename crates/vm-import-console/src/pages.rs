@@ -9,7 +9,7 @@ use crate::{
     charts::{self, Plot},
     metrics::{ByVm, MetricsError, Range, Unit},
     streams::Stream,
-    view::{VmDetail, VmRow},
+    view::{Badge, ListPage, ListQuery, VmDetail, VmRow},
 };
 
 /// The stream page's script.
@@ -138,31 +138,82 @@ pub fn rows(namespace: &str, rows: &[VmRow], trends: bool) -> Markup {
     }
 }
 
-/// The list page of a namespace.
-pub fn list(namespace: &str, vm_rows: &[VmRow], trends: bool) -> Markup {
+/// The list's filter: a part of the name and a state, sent as a plain GET form.
+fn list_filter(namespace: &str, query: &ListQuery) -> Markup {
+    html! {
+        form.filter method="get" action={ "/ns/" (namespace) } role="search" {
+            input type="search" name="name" value=(query.name) placeholder="Filter by name" aria-label="Filter by name";
+            select name="state" aria-label="State" {
+                option value="" selected[query.state.is_none()] { "Any state" }
+                @for b in Badge::ALL {
+                    option value=(b.key()) selected[query.state == Some(b)] { (capitalize(b.key())) }
+                }
+            }
+            button type="submit" { "Filter" }
+            @if !query.name.is_empty() || query.state.is_some() {
+                " " a href={ "/ns/" (namespace) } { "Show all" }
+            }
+        }
+    }
+}
+
+/// Where the list stands (`101-200 of 230 matching, 1,000 in all`), and the pages around.
+fn pager(namespace: &str, page: &ListPage, query: &ListQuery) -> Markup {
+    let (first, last) = page.span();
+    html! {
+        nav.pager aria-label="Pages" {
+            span.count {
+                @if page.matched == page.total {
+                    (first) "–" (last) " of " (page.total)
+                } @else {
+                    (first) "–" (last) " of " (page.matched) " matching, " (page.total) " in all"
+                }
+            }
+            @if page.pages > 1 {
+                @if page.page > 1 {
+                    a rel="prev" href={ "/ns/" (namespace) (query.query_string(page.page - 1)) } { "← Previous" }
+                }
+                span { "page " (page.page) " of " (page.pages) }
+                @if page.page < page.pages {
+                    a rel="next" href={ "/ns/" (namespace) (query.query_string(page.page + 1)) } { "Next →" }
+                }
+            }
+        }
+    }
+}
+
+/// The list page of a namespace: one page of the VMs `query` matches.
+pub fn list(namespace: &str, page: &ListPage, query: &ListQuery, trends: bool) -> Markup {
+    let refresh = format!("/ns/{namespace}/rows{}", query.query_string(page.page));
     layout(
         namespace,
         Some(namespace),
         html! {
             h1 { "Imported VMs in " (namespace) }
-            @if vm_rows.is_empty() {
+            @if page.total == 0 {
                 div.empty {
                     p { strong { "No imported VMs here yet." } }
                     p { "A VM appears here once a " code { "VMImport" } " application in this namespace has imported it from VMware and the adoption controller has adopted it (label " code { "cozystack.io/adopted=true" } ")." }
                     p { "Create one with " code { "kubectl apply" } " or from the dashboard's " em { "VM Import" } " application." }
                 }
             } @else {
-                table.vms {
-                    thead { tr {
-                        th { "Name" } th { "Status" } th { "IP addresses" } th { "Node" } th { "Plan" }
-                        th { "Source" } th { "Adopted at" } th { "Adoption" }
-                        @if trends { th title="CPU and memory, last hour" { "Trend" } }
-                        th { "Age" }
-                    } }
-                    @if trends {
-                        tbody data-refresh={ "/ns/" (namespace) "/rows" } data-trends={ "/ns/" (namespace) "/trends" } { (rows(namespace, vm_rows, trends)) }
-                    } @else {
-                        tbody data-refresh={ "/ns/" (namespace) "/rows" } { (rows(namespace, vm_rows, trends)) }
+                (list_filter(namespace, query))
+                (pager(namespace, page, query))
+                @if page.rows.is_empty() {
+                    div.empty { p { strong { "No VM matches." } " " a href={ "/ns/" (namespace) } { "Show all " (page.total) } } }
+                } @else {
+                    table.vms {
+                        thead { tr {
+                            th { "Name" } th { "Status" } th { "IP addresses" } th { "Node" } th { "Plan" }
+                            th { "Source" } th { "Adopted at" } th { "Adoption" }
+                            @if trends { th title="CPU and memory, last hour" { "Trend" } }
+                            th { "Age" }
+                        } }
+                        @if trends {
+                            tbody data-refresh=(refresh) data-trends={ "/ns/" (namespace) "/trends" } { (rows(namespace, &page.rows, trends)) }
+                        } @else {
+                            tbody data-refresh=(refresh) { (rows(namespace, &page.rows, trends)) }
+                        }
                     }
                 }
             }
@@ -700,11 +751,72 @@ mod tests {
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
     }
 
+    fn row(name: &str, badge: Badge) -> VmRow {
+        VmRow {
+            name: name.into(),
+            status: "Running".into(),
+            badge,
+            ips: vec![],
+            node: "n".into(),
+            plan: "p".into(),
+            source: "vmware".into(),
+            adopted_at: "-".into(),
+            level: "labelled".into(),
+            age: "1d".into(),
+        }
+    }
+
     #[test]
     fn an_empty_namespace_explains_how_vms_get_here() {
-        let html = list("tenant-a", &[], false).into_string();
+        let query = ListQuery::default();
+        let html = list("tenant-a", &crate::view::list_page(vec![], &query), &query, false).into_string();
         assert!(html.contains("No imported VMs here yet."));
         assert!(html.contains("cozystack.io/adopted=true"));
+        assert!(!html.contains("form class=\"filter\""), "nothing to filter");
+    }
+
+    #[test]
+    fn a_long_list_pages_and_its_links_and_refresh_keep_the_filter() {
+        let all: Vec<VmRow> = (0..250).map(|i| row(&format!("db-{i:03}"), Badge::Running)).collect();
+        let query = ListQuery {
+            name: "db &".into(),
+            state: Some(Badge::Running),
+            page: 2,
+        };
+        let mut matching = all.clone();
+        for r in &mut matching {
+            r.name = format!("db & {}", r.name);
+        }
+        let html = list("t", &crate::view::list_page(matching, &query), &query, false).into_string();
+        assert_eq!(html.matches("<tr data-vm=").count(), 100);
+        assert!(html.contains("101–200 of 250"), "{html}");
+        assert!(html.contains("page 2 of 3"));
+        assert!(
+            html.contains(r#"href="/ns/t?name=db+%26&amp;state=running" rel="prev""#)
+                || html.contains(r#"rel="prev" href="/ns/t?name=db+%26&amp;state=running""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"href="/ns/t?name=db+%26&amp;state=running&amp;page=3""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"data-refresh="/ns/t/rows?name=db+%26&amp;state=running&amp;page=2""#),
+            "{html}"
+        );
+        assert!(html.contains(r#"value="db &amp;""#), "the filter shows what was typed");
+        assert!(html.contains(r#"<option value="running" selected>"#), "{html}");
+
+        let none = ListQuery {
+            name: "web".into(),
+            ..ListQuery::default()
+        };
+        let html = list("t", &crate::view::list_page(all, &none), &none, false).into_string();
+        assert!(
+            html.contains("No VM matches.") && html.contains("Show all 250"),
+            "{html}"
+        );
+        assert!(!html.contains("<table"));
     }
 
     #[test]

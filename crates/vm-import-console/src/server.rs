@@ -477,16 +477,67 @@ async fn load_rows(client: &Client, ns: &str) -> Result<Vec<view::VmRow>, ApiErr
     ))
 }
 
-async fn list_page(State(state): State<Shared>, headers: HeaderMap, Path(ns): Path<String>) -> Response {
+/// The list's query string as a browser sends it: every part optional.
+#[derive(Debug, Default, Deserialize)]
+struct ListParams {
+    name: Option<String>,
+    state: Option<String>,
+    page: Option<String>,
+}
+
+impl ListParams {
+    /// The query these parameters ask for, or a page saying which one is wrong.
+    fn query(self) -> Result<view::ListQuery, Response> {
+        let state = match self.state.as_deref().unwrap_or_default() {
+            "" => None,
+            key => Some(view::Badge::from_key(key).ok_or_else(|| {
+                refused(
+                    StatusCode::BAD_REQUEST,
+                    "Unknown state",
+                    &format!("There is no state {key:?}: it is one of running, stopped, transitioning or error."),
+                )
+            })?),
+        };
+        let page = match self.page.as_deref().unwrap_or_default() {
+            "" => 1,
+            page => page.parse::<usize>().ok().filter(|p| *p >= 1).ok_or_else(|| {
+                refused(
+                    StatusCode::BAD_REQUEST,
+                    "Unknown page",
+                    &format!("There is no page {page:?}: a page is a number from 1."),
+                )
+            })?,
+        };
+        Ok(view::ListQuery {
+            name: self.name.unwrap_or_default().trim().to_owned(),
+            state,
+            page,
+        })
+    }
+}
+
+async fn list_page(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(ns): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Response {
     if let Err(r) = valid(&[&ns]) {
         return r;
     }
+    let query = match params.query() {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
     let client = match user(&state, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     match load_rows(&client, &ns).await {
-        Ok(rows) => page(StatusCode::OK, pages::list(&ns, &rows, state.metrics.configured())),
+        Ok(rows) => page(
+            StatusCode::OK,
+            pages::list(&ns, &view::list_page(rows, &query), &query, state.metrics.configured()),
+        ),
         Err(e) => error_page(&e, Some("/")),
     }
 }
@@ -513,16 +564,29 @@ async fn trends_fragment(State(state): State<Shared>, headers: HeaderMap, Path(n
     }
 }
 
-async fn rows_fragment(State(state): State<Shared>, headers: HeaderMap, Path(ns): Path<String>) -> Response {
+/// The rows of one page of the list, for its live refresh: the same query as the page's.
+async fn rows_fragment(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(ns): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Response {
     if let Err(r) = valid(&[&ns]) {
         return r;
     }
+    let query = match params.query() {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
     let client = match user(&state, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     match load_rows(&client, &ns).await {
-        Ok(rows) => page(StatusCode::OK, pages::rows(&ns, &rows, state.metrics.configured())),
+        Ok(rows) => page(
+            StatusCode::OK,
+            pages::rows(&ns, &view::list_page(rows, &query).rows, state.metrics.configured()),
+        ),
         Err(e) => error_page(&e, None),
     }
 }

@@ -35,6 +35,117 @@ impl Badge {
     }
 }
 
+impl Badge {
+    /// Every badge, in the order the list's state filter offers them.
+    pub const ALL: [Self; 4] = [Self::Running, Self::Stopped, Self::Transitioning, Self::Error];
+
+    /// The name of the state in a URL (`?state=running`) and in the filter.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Transitioning => "transitioning",
+            Self::Error => "error",
+        }
+    }
+
+    /// The badge whose [`key`](Self::key) is `key`.
+    pub fn from_key(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.key() == key)
+    }
+}
+
+/// Rows per page of the list.
+pub const PAGE_SIZE: usize = 100;
+
+/// What the list shows of a namespace's VMs: those whose name contains `name` (ignoring
+/// case) and whose state is `state`, one page of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// A part of the name; empty for every VM.
+    pub name: String,
+    /// One state, or every state.
+    pub state: Option<Badge>,
+    /// The page, from 1; a page past the last shows the last.
+    pub page: usize,
+}
+
+impl ListQuery {
+    /// The query string of this query at page `page` (`?name=…&state=…&page=…`), without
+    /// the parts that are their defaults; empty for the first page of every VM.
+    pub fn query_string(&self, page: usize) -> String {
+        let mut parts = Vec::new();
+        if !self.name.is_empty() {
+            parts.push(("name", self.name.as_str()));
+        }
+        if let Some(state) = self.state {
+            parts.push(("state", state.key()));
+        }
+        let page = page.to_string();
+        if page != "1" {
+            parts.push(("page", page.as_str()));
+        }
+        if parts.is_empty() {
+            return String::new();
+        }
+        let mut query = form_urlencoded::Serializer::for_suffix(String::from("?"), 1);
+        query.extend_pairs(parts);
+        query.finish()
+    }
+}
+
+/// One page of the list, and what it was taken from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListPage {
+    /// The rows of this page.
+    pub rows: Vec<VmRow>,
+    /// Every VM of the namespace the list shows.
+    pub total: usize,
+    /// Those the query matched.
+    pub matched: usize,
+    /// This page, from 1.
+    pub page: usize,
+    /// Pages of matched rows (at least 1).
+    pub pages: usize,
+}
+
+impl ListPage {
+    /// The 1-based positions of the first and last row of this page, `(0, 0)` when none.
+    pub fn span(&self) -> (usize, usize) {
+        if self.rows.is_empty() {
+            return (0, 0);
+        }
+        let first = (self.page - 1) * PAGE_SIZE + 1;
+        (first, first + self.rows.len() - 1)
+    }
+}
+
+/// The page of `rows` (sorted by name) that `query` asks for.
+pub fn list_page(rows: Vec<VmRow>, query: &ListQuery) -> ListPage {
+    let total = rows.len();
+    let needle = query.name.to_lowercase();
+    let matched: Vec<VmRow> = rows
+        .into_iter()
+        .filter(|r| query.state.is_none_or(|s| r.badge == s))
+        .filter(|r| needle.is_empty() || r.name.to_lowercase().contains(&needle))
+        .collect();
+    let pages = matched.len().div_ceil(PAGE_SIZE).max(1);
+    let page = query.page.clamp(1, pages);
+    let count = matched.len();
+    let rows = matched
+        .into_iter()
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .collect();
+    ListPage {
+        rows,
+        total,
+        matched: count,
+        page,
+        pages,
+    }
+}
+
 /// Every `printableStatus` KubeVirt reports, and how it is shown.
 pub const PRINTABLE_STATUSES: [(&str, Badge); 17] = [
     ("Running", Badge::Running),
@@ -693,5 +804,98 @@ mod tests {
         headless["spec"]["template"]["spec"]["domain"]["devices"]["autoattachSerialConsole"] = json!(false);
         let d = detail(&headless, Some(&vmi("web")), &[], &[], None, None, now());
         assert!(!d.screen && !d.serial);
+    }
+
+    fn row(name: &str, badge: Badge) -> VmRow {
+        VmRow {
+            name: name.into(),
+            status: String::new(),
+            badge,
+            ips: vec![],
+            node: String::new(),
+            plan: String::new(),
+            source: String::new(),
+            adopted_at: String::new(),
+            level: String::new(),
+            age: String::new(),
+        }
+    }
+
+    fn names(page: &ListPage) -> Vec<&str> {
+        page.rows.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn the_list_filters_by_a_part_of_the_name_and_by_state_then_pages() {
+        let rows: Vec<VmRow> = (0..230)
+            .map(|i| {
+                let badge = if i % 2 == 0 { Badge::Running } else { Badge::Stopped };
+                row(&format!("App-{i:03}"), badge)
+            })
+            .collect();
+        let all = list_page(rows.clone(), &ListQuery::default());
+        assert_eq!((all.total, all.matched, all.page, all.pages), (230, 230, 1, 3));
+        assert_eq!(all.rows.len(), PAGE_SIZE);
+        assert_eq!(all.span(), (1, 100));
+        let last = list_page(
+            rows.clone(),
+            &ListQuery {
+                page: 3,
+                ..ListQuery::default()
+            },
+        );
+        assert_eq!((last.span(), last.rows[0].name.as_str()), ((201, 230), "App-200"));
+
+        let query = ListQuery {
+            name: "app-1".into(),
+            state: Some(Badge::Stopped),
+            page: 1,
+        };
+        let some = list_page(rows.clone(), &query);
+        assert_eq!(
+            (some.total, some.matched, some.pages),
+            (230, 50, 1),
+            "App-100..App-199, odd ones"
+        );
+        assert!(
+            some.rows
+                .iter()
+                .all(|r| r.badge == Badge::Stopped && r.name.starts_with("App-1"))
+        );
+        assert_eq!(names(&some)[..2], ["App-101", "App-103"]);
+
+        let past_the_end = list_page(
+            rows.clone(),
+            &ListQuery {
+                page: 9,
+                ..query.clone()
+            },
+        );
+        assert_eq!(past_the_end.page, 1, "a page past the last shows the last");
+        let none = list_page(
+            rows,
+            &ListQuery {
+                name: "web".into(),
+                ..ListQuery::default()
+            },
+        );
+        assert_eq!((none.matched, none.pages, none.span()), (0, 1, (0, 0)));
+        assert!(none.rows.is_empty());
+    }
+
+    #[test]
+    fn a_query_string_leaves_out_its_defaults_and_encodes_the_name() {
+        assert_eq!(ListQuery::default().query_string(1), "");
+        assert_eq!(ListQuery::default().query_string(2), "?page=2");
+        let query = ListQuery {
+            name: "db & web/1".into(),
+            state: Some(Badge::Error),
+            page: 1,
+        };
+        assert_eq!(query.query_string(1), "?name=db+%26+web%2F1&state=error");
+        for b in Badge::ALL {
+            assert_eq!(Badge::from_key(b.key()), Some(b));
+        }
+        assert_eq!(Badge::from_key("Running"), None, "keys are lower case");
     }
 }
