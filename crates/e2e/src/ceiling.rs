@@ -13,9 +13,9 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
     Client,
-    runtime::events::{Event, EventType, Recorder, Reporter},
+    runtime::events::{Event, EventType, Reporter},
 };
-use vm_import_adoption_controller::writes;
+use vm_import_adoption_controller::{events::Publisher, writes};
 use vm_import_core::{
     TrackingRecord,
     contract::{LABEL_TRACKED_PLAN, LABEL_TRACKED_VM, LABEL_TYPE, TRACKING_CONFIGMAP_PREFIX, TYPE_ADOPTED_VM},
@@ -65,7 +65,7 @@ pub fn record(vm: &Target, plan: &str) -> TrackingRecord {
 /// controller makes them; returns the time it took. `plan` should differ between
 /// rounds over the same VMs, so that every apply changes something.
 pub async fn round(client: &Client, targets: &[Target], plan: &str, concurrency: usize) -> Result<Duration, Error> {
-    let recorder = Recorder::new(
+    let recorder = Publisher::new(
         client.clone(),
         Reporter {
             controller: "vm-import-ceiling".into(),
@@ -100,7 +100,7 @@ pub async fn round(client: &Client, targets: &[Target], plan: &str, concurrency:
                     secondary: None,
                 };
                 recorder
-                    .publish(&event, &reference)
+                    .try_publish(&event, &reference)
                     .await
                     .map_err(failed(format!("create the Event of {}", vm.name)))
             }

@@ -7,16 +7,12 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
 use kube::{
     Api, Client,
     core::PartialObjectMeta,
-    runtime::{
-        WatchStreamExt,
-        events::{Recorder, Reporter},
-        reflector, watcher,
-    },
+    runtime::{WatchStreamExt, events::Reporter, reflector, watcher},
 };
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -30,6 +26,7 @@ use crate::{
     backoff::{WatchBackoff, WatchHealth},
     cli::Args,
     controller::{self, RunConfig, WatchStream, Watches, Writers},
+    events::Publisher,
     full::{self, FullContext},
     http::{self, HttpState},
     leader::{self, LeaseConfig},
@@ -191,7 +188,7 @@ pub async fn run_controller(
 ) {
     let (vm_reader, vm_writer) = reflector::store::<VmMeta>();
     let (record_reader, record_writer) = reflector::store::<ConfigMap>();
-    let recorder = Recorder::new(
+    let recorder = Publisher::new(
         client.clone(),
         Reporter {
             controller: CONTROLLER_NAME.into(),
@@ -212,7 +209,34 @@ pub async fn run_controller(
         }
     });
 
+    let full = match full {
+        Some(charts) if vmadoption_api_served(client).await => Some(charts),
+        Some(_) => {
+            warn!(
+                "the VMAdoption API (vm-import.cozystack.io/v1alpha1) is not served: full adoption is off until \
+                 the CRD is installed and the controller restarted"
+            );
+            None
+        }
+        None => None,
+    };
+    // Full adoption waits on imported VMs (to stop, to be label-adopted, to go): every
+    // event of the label controller's VM watch is passed on to it, rather than a second
+    // watch of the same VMs (and of every other VM) being opened for it.
+    let (imported_tx, imported_rx) = match full {
+        Some(_) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<VmMeta>();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let watches = api_watches(client, &metrics.watches);
+    let watches = Watches {
+        vms: pass_on(watches.vms, imported_tx),
+        plans: watches.plans,
+        providers: watches.providers,
+        records: watches.records,
+    };
     let writers = Writers {
         vms: vm_writer,
         records: record_writer,
@@ -237,25 +261,13 @@ pub async fn run_controller(
         }
     };
     let labels = controller::drain(controller::run(watches, writers, ctx, config, stop.clone()));
-    let full = match full {
-        Some(charts) if vmadoption_api_served(client).await => Some(charts),
-        Some(_) => {
-            warn!(
-                "the VMAdoption API (vm-import.cozystack.io/v1alpha1) is not served: full adoption is off until \
-                 the CRD is installed and the controller restarted"
-            );
-            None
-        }
-        None => None,
-    };
     let work = async move {
-        match full {
-            None => labels.await,
-            Some(charts) => {
+        match (full, imported_rx) {
+            (Some(charts), Some(imported)) => {
                 let full_ctx = Arc::new(FullContext {
                     client: client.clone(),
                     metrics: metrics.clone(),
-                    recorder: Recorder::new(
+                    recorder: Publisher::new(
                         client.clone(),
                         Reporter {
                             controller: CONTROLLER_NAME.into(),
@@ -277,14 +289,14 @@ pub async fn run_controller(
                 )
                 .reflect(writer);
                 // What an adoption waits on, so that it goes on as soon as that changes: its
-                // VM (stopped, label-adopted, deleted) and the new VM helm-controller renders,
-                // and the claims it created (bound). Metadata only, and not cached.
-                let vms = resilient(
-                    Api::<VmMeta>::all(client.clone()),
-                    watcher::Config::default(),
-                    "adoption_vms",
-                    &metrics.watches,
-                );
+                // VM (stopped, label-adopted, deleted: the label controller's watch passes
+                // each of its events on), the new VM helm-controller renders (the sync's
+                // watch below), and the claims it created (bound). Metadata only, and not
+                // cached.
+                let imported = futures::stream::unfold(imported, |mut rx| async move {
+                    let vm = rx.recv().await?;
+                    Some((Ok::<_, watcher::Error>(vm), rx))
+                });
                 let claims = resilient(
                     Api::<PartialObjectMeta<PersistentVolumeClaim>>::all(client.clone()),
                     watcher::Config::default().labels(full::LABEL_ADOPTION),
@@ -293,7 +305,8 @@ pub async fn run_controller(
                 );
                 // The VMs helm-controller renders, in full: each version of an adopted one
                 // is kept for the sync (see `journal`), so that an edit helm-controller
-                // puts back before the sync reads the VM is not lost. Not cached.
+                // puts back before the sync reads the VM is not lost; and a handoff waits
+                // for its new VM here. Not cached.
                 let rendered_vms = resilient(
                     Api::<VirtualMachine>::all(client.clone()),
                     watcher::Config::default().labels(full::LABEL_HELM_RELEASE),
@@ -312,12 +325,12 @@ pub async fn run_controller(
                 let (by_rendered_vm, journal) = (store.clone(), full_ctx.journal.clone());
                 let adoptions = Controller::for_stream(triggers("vmadoptions", stream, |_| None, false), store)
                     .with_config(kube::runtime::controller::Config::default().concurrency(4))
-                    .watches_stream(triggers("adoption_vms", vms, |_| None, true), move |vm: VmMeta| {
-                        full::adoptions_waiting_on(&by_vm, &vm)
+                    .watches_stream(imported, move |vm: VmMeta| {
+                        full::adoptions_waiting_on(&by_vm, &vm.metadata)
                     })
                     .watches_stream(
                         triggers("synced_vms", rendered_vms, |_| None, false),
-                        move |vm: VirtualMachine| full::journal_vm(&by_rendered_vm, &journal, &vm),
+                        move |vm: VirtualMachine| full::adoptions_of_rendered_vm(&by_rendered_vm, &journal, &vm),
                     )
                     .watches_stream(
                         triggers("adoption_claims", claims, |_| None, false),
@@ -331,6 +344,7 @@ pub async fn run_controller(
                     .run(full::reconcile, full::error_policy, full_ctx);
                 futures::future::join(labels, drain_adoptions(adoptions)).await;
             }
+            _ => labels.await,
         }
     };
     tokio::select! {
@@ -375,6 +389,26 @@ pub fn api_watches(
             health,
         ),
     }
+}
+
+/// `vms`, with every object its events carry (applied, deleted or relisted; pruned to
+/// what the rules read) also sent to `to`, when there is one. The receiver is the full
+/// adoption controller's trigger stream, which is always polled, so the channel only
+/// holds what one burst of events brings; once it is dropped, nothing is sent.
+fn pass_on(
+    vms: impl WatchStream<VmMeta>,
+    to: Option<tokio::sync::mpsc::UnboundedSender<VmMeta>>,
+) -> impl WatchStream<VmMeta> {
+    vms.inspect_ok(move |event| {
+        let Some(to) = &to else { return };
+        let vm = match event {
+            watcher::Event::Apply(vm) | watcher::Event::Delete(vm) | watcher::Event::InitApply(vm) => vm,
+            watcher::Event::Init | watcher::Event::InitDone => return,
+        };
+        let mut vm = vm.clone();
+        controller::prune_vm(&mut vm);
+        let _ = to.send(vm);
+    })
 }
 
 /// A watch of `api` that retries on its own backoff. A `410 Gone` ("too old resource
@@ -462,5 +496,75 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::core::PartialObjectMetaExt;
+
+    use super::*;
+
+    fn vm(name: &str) -> VmMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("t".into()),
+            labels: Some(
+                [
+                    ("plan", "u"),
+                    ("vmID", "vm-1"),
+                    ("vsphere.forklift.konveyor.io/tag", "x"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            ),
+            annotations: Some([("a".into(), "b".into())].into()),
+            ..Default::default()
+        }
+        .into_response_partial()
+    }
+
+    #[tokio::test]
+    async fn the_vm_watch_passes_every_vm_it_sees_on_to_full_adoption_unchanged_itself() {
+        let events = vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(vm("a"))),
+            Ok(watcher::Event::InitDone),
+            Err(watcher::Error::NoResourceVersion),
+            Ok(watcher::Event::Apply(vm("b"))),
+            Ok(watcher::Event::Delete(vm("a"))),
+        ];
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let out: Vec<_> = pass_on(futures::stream::iter(events), Some(tx)).collect().await;
+        assert_eq!(out.len(), 6, "every event and error goes on to the label controller");
+        assert!(
+            matches!(&out[4], Ok(watcher::Event::Apply(v)) if v.metadata.annotations.is_some()),
+            "unpruned there"
+        );
+        let mut passed = Vec::new();
+        while let Ok(vm) = rx.try_recv() {
+            passed.push(vm);
+        }
+        let names: Vec<_> = passed
+            .iter()
+            .map(|v| v.metadata.name.as_deref().unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["a", "b", "a"], "the relisted, applied and deleted VMs");
+        assert!(
+            passed
+                .iter()
+                .all(|v| v.metadata.annotations.is_none() && v.metadata.labels.as_ref().is_some_and(|l| l.len() == 2)),
+            "pruned to what the rules read"
+        );
+
+        // Without full adoption, or once its receiver is gone, nothing is sent.
+        let events = vec![Ok(watcher::Event::Apply(vm("c")))];
+        assert_eq!(pass_on(futures::stream::iter(events), None).count().await, 1);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        drop(rx);
+        let events = vec![Ok(watcher::Event::Apply(vm("d")))];
+        assert_eq!(pass_on(futures::stream::iter(events), Some(tx)).count().await, 1);
     }
 }

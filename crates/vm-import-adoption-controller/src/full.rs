@@ -45,14 +45,21 @@ use crate::{
 /// How long a waiting adoption goes without a re-check when nothing triggers it.
 pub const SAFETY_RECHECK: Duration = Duration::from_secs(20);
 
-/// The adoptions that VM `vm` concerns: those of its namespace that adopt it, or whose
-/// new VM it is (waiting for it during the handoff, syncing with it once adopted).
-/// Failed ones, and succeeded ones for their old VM, are left alone.
+/// The adoptions that a VM (its metadata `vm`) concerns: those of its namespace that
+/// adopt it, or whose new VM it is (waiting for it during the handoff, syncing with it
+/// once adopted). Failed ones, and succeeded ones for their old VM, are left alone.
+///
+/// The VMs this is asked about are those the two narrower watches already see: imported
+/// VMs (the label controller's watch, whose every event is passed on here) and VMs a
+/// HelmRelease rendered (the sync's watch). `preflight::admit` admits only label-adopted
+/// VMs, and the controller label-adopts only imported ones, so no watch of every VM is
+/// needed; a VM given the adopted label by hand, without Forklift's labels, is seen by
+/// the safety re-check alone.
 pub fn adoptions_waiting_on(
     adoptions: &Store<VMAdoption>,
-    vm: &PartialObjectMeta<crate::resources::VirtualMachine>,
+    vm: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> Vec<ObjectRef<VMAdoption>> {
-    let (Some(ns), Some(name)) = (vm.metadata.namespace.as_deref(), vm.metadata.name.as_deref()) else {
+    let (Some(ns), Some(name)) = (vm.namespace.as_deref(), vm.name.as_deref()) else {
         return Vec::new();
     };
     adoptions
@@ -105,6 +112,23 @@ pub fn journal_vm(
     };
     journal.push(ns, name, &to_json(vm));
     Some(ObjectRef::from_obj(adoption.as_ref()))
+}
+
+/// What a version of a VM a HelmRelease rendered triggers: the adoption waiting for it
+/// as its new VM during the handoff ([`adoptions_waiting_on`]), and the succeeded one
+/// that syncs with it, once its version is kept in `journal` ([`journal_vm`]).
+pub fn adoptions_of_rendered_vm(
+    adoptions: &Store<VMAdoption>,
+    journal: &Journal,
+    vm: &crate::resources::VirtualMachine,
+) -> Vec<ObjectRef<VMAdoption>> {
+    let mut all = adoptions_waiting_on(adoptions, &vm.metadata);
+    if let Some(syncing) = journal_vm(adoptions, journal, vm)
+        && !all.contains(&syncing)
+    {
+        all.push(syncing);
+    }
+    all
 }
 
 /// The adoption whose VMInstance release `release` is (named by its [`LABEL_ADOPTION`]
@@ -793,7 +817,76 @@ pub fn error_policy(adoption: Arc<VMAdoption>, error: &FullError, _: Arc<FullCon
 
 #[cfg(test)]
 mod tests {
+    use kube::runtime::{reflector, watcher};
+
     use super::*;
+
+    fn adoption(name: &str, vm: &str, phase: Phase, instance: Option<&str>) -> VMAdoption {
+        let mut a = VMAdoption::new(
+            name,
+            VMAdoptionSpec {
+                vm_name: vm.into(),
+                ..Default::default()
+            },
+        );
+        a.metadata.namespace = Some("t".into());
+        a.status = Some(VMAdoptionStatus {
+            phase,
+            instance: instance.map(Into::into),
+            ..Default::default()
+        });
+        a
+    }
+
+    fn rendered(name: &str) -> crate::resources::VirtualMachine {
+        serde_json::from_value(json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": "t", "labels": {LABEL_HELM_RELEASE: name}},
+            "spec": {"runStrategy": "Halted"}}))
+        .expect("vm")
+    }
+
+    #[test]
+    fn an_adoption_is_triggered_by_its_imported_vm_and_by_the_vm_its_release_renders() {
+        let (store, mut writer) = reflector::store::<VMAdoption>();
+        for a in [
+            adoption("web", "web", Phase::WaitingForInstance, Some("web")),
+            adoption("db", "db", Phase::Succeeded, Some("db")),
+            adoption("old", "cache", Phase::Failed, Some("cache")),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(a));
+        }
+        let journal = Journal::default();
+        let names = |refs: Vec<ObjectRef<VMAdoption>>| refs.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        let meta = |name: &str| k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("t".into()),
+            ..Default::default()
+        };
+
+        assert_eq!(
+            names(adoptions_waiting_on(&store, &meta("web"))),
+            ["web"],
+            "its imported VM"
+        );
+        assert!(
+            adoptions_waiting_on(&store, &meta("db")).is_empty(),
+            "a succeeded one's old VM"
+        );
+        assert!(adoptions_waiting_on(&store, &meta("cache")).is_empty(), "a failed one");
+        assert_eq!(
+            names(adoptions_of_rendered_vm(&store, &journal, &rendered("vm-instance-web"))),
+            ["web"],
+            "the handoff waits for its new VM"
+        );
+        assert!(journal.is_empty(), "nothing to sync before the adoption succeeded");
+        assert_eq!(
+            names(adoptions_of_rendered_vm(&store, &journal, &rendered("vm-instance-db"))),
+            ["db"],
+            "a succeeded adoption syncs with its VM, triggered once"
+        );
+        assert_eq!(journal.len(), 1, "that version is kept for the sync");
+        assert!(adoptions_of_rendered_vm(&store, &journal, &rendered("vm-instance-other")).is_empty());
+    }
 
     #[test]
     fn a_release_helm_controller_cannot_install_is_named_with_its_reason() {

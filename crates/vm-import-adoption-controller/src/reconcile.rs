@@ -18,7 +18,7 @@ use kube::{
     core::PartialObjectMeta,
     runtime::{
         controller::Action,
-        events::{EventType, Recorder},
+        events::EventType,
         reflector::{ObjectRef, Store},
     },
 };
@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 use vm_import_core::{Decision, ExistingRecord, ImportedVm, decide, is_adopted};
 
 use crate::{
+    events::Publisher,
     expectations::Expectations,
     gate::Gate,
     index::{Index, namespaced_key},
@@ -128,7 +129,7 @@ pub struct Context {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Publishes Events on VMs.
-    pub recorder: Recorder,
+    pub recorder: Publisher,
     /// The current time.
     pub clock: Clock,
     /// Whether full adoption runs here, so that Plans asking for it get VMAdoptions.
@@ -146,7 +147,7 @@ impl Context {
         vms: Store<VmMeta>,
         records: Store<ConfigMap>,
         metrics: Arc<Metrics>,
-        recorder: Recorder,
+        recorder: Publisher,
     ) -> Self {
         Self {
             client,

@@ -11,13 +11,14 @@ use kube::{
     Api, Client, Resource, ResourceExt,
     api::{DynamicObject, Patch, PatchParams},
     core::{ApiResource, GroupVersionKind},
-    runtime::events::{EventType, Recorder},
+    runtime::events::EventType,
 };
 use serde_json::{Value, json};
 use vm_import_api::{Condition, VMAdoption, VMAdoptionStatus};
 use vm_import_core::apps::Charts;
 
 use crate::{
+    events::Publisher,
     journal::Journal,
     metrics::{Metrics, Write},
 };
@@ -34,7 +35,7 @@ pub struct FullContext {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Publishes Events on VMAdoptions.
-    pub recorder: Recorder,
+    pub recorder: Publisher,
     /// The charts the apps use.
     pub charts: Charts,
     /// How long to wait before re-checking something outside the controller.

@@ -8,9 +8,10 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use support::fake::{Failure, FakeCluster, path};
+use vm_import_adoption_controller::events::Publisher;
 use vm_import_adoption_controller::{
     full::{self, FullContext},
     metrics::Metrics,
@@ -97,7 +98,7 @@ fn seed(cluster: &FakeCluster, stop_vm: bool) {
 
 fn context(client: kube::Client) -> Arc<FullContext> {
     Arc::new(FullContext {
-        recorder: Recorder::new(
+        recorder: Publisher::new(
             client.clone(),
             Reporter {
                 controller: "test".into(),

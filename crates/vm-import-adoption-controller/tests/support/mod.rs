@@ -20,13 +20,14 @@ use kube::{
     client::Body,
     core::PartialObjectMetaExt,
     runtime::{
-        events::{Recorder, Reporter},
+        events::Reporter,
         reflector::{self, store::Writer},
         watcher,
     },
 };
 use serde_json::{Value, json};
 use vm_import_adoption_controller::{
+    events::Publisher,
     metrics::Metrics,
     reconcile::{Context, VmMeta},
     resources::{Plan, Provider, VirtualMachine},
@@ -304,7 +305,7 @@ pub struct Fixture {
 pub fn context(client: Client) -> (Context, Writer<VmMeta>, Writer<ConfigMap>) {
     let (vm_reader, vm_writer) = reflector::store::<VmMeta>();
     let (record_reader, record_writer) = reflector::store::<ConfigMap>();
-    let recorder = Recorder::new(
+    let recorder = Publisher::new(
         client.clone(),
         Reporter {
             controller: "vm-import-adoption-controller".into(),
