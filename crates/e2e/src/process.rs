@@ -293,6 +293,16 @@ impl Metrics {
         self.get(&format!("vm_import_api_writes_total{{kind=\"{kind}\",outcome=\"ok\"}}"))
     }
 
+    /// The sum of every sample whose key starts with `prefix` (a metric's every label set,
+    /// with `name{`).
+    pub fn sum(&self, prefix: &str) -> f64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
     /// Every successful write, of any kind.
     pub fn all_writes(&self) -> f64 {
         self.0
