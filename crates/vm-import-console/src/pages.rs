@@ -735,19 +735,7 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        let row = VmRow {
-            name: "<script>".into(),
-            status: "Running".into(),
-            badge: Badge::Running,
-            ips: vec![],
-            node: "n".into(),
-            plan: "p".into(),
-            source: "vmware".into(),
-            adopted_at: "-".into(),
-            level: "labelled".into(),
-            age: "1d".into(),
-        };
-        let html = rows("t", &[row], false).into_string();
+        let html = rows("t", &[row("<script>", Badge::Running)], false).into_string();
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));
     }
 
