@@ -40,6 +40,8 @@ pub struct ImportView {
     pub kind: &'static str,
     /// The Migrations of the Plan, newest last.
     pub migrations: Vec<String>,
+    /// The latest Migration's `spec.cutover` (a warm import's cutover time), when set.
+    pub cutover: Option<String>,
     /// Its VMs, as Forklift lists them.
     pub vms: Vec<VmProgress>,
 }
@@ -103,7 +105,49 @@ pub struct StepView {
     pub eta: Option<i64>,
 }
 
+impl ImportView {
+    /// Whether a new Migration would import something: Forklift has stopped executing
+    /// the Plan, and some VM failed or was cancelled (Forklift's new Migration of a Plan
+    /// imports those again and skips the VMs that succeeded).
+    pub fn retryable(&self) -> bool {
+        self.state != "Executing" && !self.migrations.is_empty() && self.vms.iter().any(VmProgress::retryable)
+    }
+
+    /// Whether a warm import can be cut over: it is executing, its latest Migration has
+    /// no cutover time yet, and some VM is still being copied.
+    pub fn can_cut_over(&self) -> bool {
+        self.kind == "warm"
+            && self.state == "Executing"
+            && self.cutover.is_none()
+            && !self.migrations.is_empty()
+            && self.vms.iter().any(VmProgress::cancellable)
+    }
+}
+
+/// A cutover time as Forklift's `Migration.spec.cutover` takes it (RFC 3339, UTC), from
+/// a form's `YYYY-MM-DDTHH:MM` in UTC; empty means `now`.
+pub fn cutover_time(input: &str, now: Timestamp) -> Result<String, String> {
+    let input = input.trim();
+    let at = if input.is_empty() {
+        now
+    } else {
+        let civil: k8s_openapi::jiff::civil::DateTime = input
+            .parse()
+            .map_err(|_| format!("{input:?} is not a time like 2026-12-24T18:30 (UTC)"))?;
+        civil
+            .to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC)
+            .map_err(|e| format!("{input:?}: {e}"))?
+            .timestamp()
+    };
+    Ok(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
 impl VmProgress {
+    /// Whether Forklift gave up on it: it failed, or was cancelled.
+    pub fn retryable(&self) -> bool {
+        self.error.is_some() || self.phase == "Failed" || self.canceled
+    }
+
     /// What has become of a cancel, when one was asked for.
     pub fn cancel_note(&self) -> Option<&'static str> {
         if self.canceled {
@@ -316,6 +360,10 @@ pub fn imports(plans: &[Value], migrations: &[Value], vms: &[Value], now: Timest
                     "cold"
                 },
                 migrations: owned.iter().map(|m| text(m, "/metadata/name").to_owned()).collect(),
+                cutover: owned
+                    .last()
+                    .map(|m| text(m, "/spec/cutover").to_owned())
+                    .filter(|c| !c.is_empty()),
                 vms,
                 name,
             }
@@ -504,6 +552,48 @@ mod tests {
         let views = imports(&[plan("p", false, json!([canceled]))], &[], &[], now());
         assert!(views[0].vms[0].canceled && !views[0].vms[0].cancellable());
         assert!(pipeline(&views[0]).contains("Cancelled: Forklift stopped importing this VM."));
+    }
+
+    #[test]
+    fn a_finished_import_with_a_failed_or_cancelled_vm_can_be_retried_and_a_warm_one_cut_over() {
+        let migration = |cutover: Value| {
+            json!({"metadata": {"name": "p-1", "creationTimestamp": "2026-12-04T09:00:00Z"},
+                   "spec": {"plan": {"name": "p"}, "cutover": cutover}})
+        };
+        let mut failed = transferring();
+        failed["error"] = json!({"phase": "DiskTransfer", "reasons": ["NFC connection refused"]});
+        let mut done = transferring();
+        done["completed"] = json!("2026-12-04T09:59:00Z");
+        let mut finished = plan("p", false, json!([failed, done.clone()]));
+        finished["status"]["conditions"] = json!([{"type": "Failed", "status": "True"}]);
+        let views = imports(std::slice::from_ref(&finished), &[migration(Value::Null)], &[], now());
+        assert!(views[0].retryable());
+        assert!(!views[0].can_cut_over(), "a cold import has no cutover");
+        // Still executing, or nothing to retry, or no Migration yet: no retry.
+        let running = plan("p", false, json!([transferring()]));
+        assert!(!imports(std::slice::from_ref(&running), &[migration(Value::Null)], &[], now())[0].retryable());
+        let mut all_done = plan("p", false, json!([done]));
+        all_done["status"]["conditions"] = json!([{"type": "Succeeded", "status": "True"}]);
+        assert!(!imports(&[all_done], &[migration(Value::Null)], &[], now())[0].retryable());
+        assert!(!imports(&[finished], &[], &[], now())[0].retryable());
+        // A warm import, executing: cut over once.
+        let mut warm = plan("p", false, json!([transferring()]));
+        warm["spec"]["warm"] = json!(true);
+        let views = imports(std::slice::from_ref(&warm), &[migration(Value::Null)], &[], now());
+        assert!(views[0].can_cut_over() && views[0].cutover.is_none());
+        let views = imports(&[warm], &[migration(json!("2026-12-04T12:00:00Z"))], &[], now());
+        assert_eq!(views[0].cutover.as_deref(), Some("2026-12-04T12:00:00Z"));
+        assert!(!views[0].can_cut_over(), "already set");
+    }
+
+    #[test]
+    fn cutover_times_are_utc_rfc3339() {
+        assert_eq!(cutover_time("", now()).unwrap(), "2026-12-04T10:00:00Z");
+        assert_eq!(
+            cutover_time(" 2026-12-24T18:30 ", now()).unwrap(),
+            "2026-12-24T18:30:00Z"
+        );
+        assert!(cutover_time("tomorrow", now()).unwrap_err().contains("not a time like"));
     }
 
     #[test]
