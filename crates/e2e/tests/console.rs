@@ -96,6 +96,7 @@ fn console(metrics: vm_import_console::metrics::Metrics) -> axum::Router {
         permissions: Default::default(),
         metrics,
         streams: Default::default(),
+        inventory: None,
     })
 }
 
@@ -409,6 +410,7 @@ async fn serve_console(idle: Duration) -> std::net::SocketAddr {
             vendor_dir: vendor,
             ..Default::default()
         },
+        inventory: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -5,6 +5,9 @@
 #[path = "../tests/support/standin.rs"]
 mod standin;
 
+#[path = "../tests/support/vsphere.rs"]
+mod vsphere;
+
 #[path = "../tests/support/prometheus.rs"]
 mod prometheus;
 

@@ -173,6 +173,12 @@ pub enum Kind {
     Plan,
     /// `forklift.konveyor.io/v1beta1` Migration.
     Migration,
+    /// `forklift.konveyor.io/v1beta1` Provider.
+    Provider,
+    /// `k8s.cni.cncf.io/v1` NetworkAttachmentDefinition (Multus).
+    Attachment,
+    /// `apps.cozystack.io/v1alpha1` VMImport, the vm-import application.
+    App,
 }
 
 impl Kind {
@@ -196,6 +202,26 @@ impl Kind {
             Self::Migration => (
                 resource("forklift.konveyor.io/v1beta1", "Migration", "migrations"),
                 "Migrations",
+            ),
+            Self::Provider => (
+                resource("forklift.konveyor.io/v1beta1", "Provider", "providers"),
+                "Providers",
+            ),
+            Self::Attachment => (
+                resource(
+                    "k8s.cni.cncf.io/v1",
+                    "NetworkAttachmentDefinition",
+                    "network-attachment-definitions",
+                ),
+                "NetworkAttachmentDefinitions",
+            ),
+            Self::App => (
+                resource(
+                    vm_import_client::newimport::APPS_API_VERSION,
+                    vm_import_client::newimport::APP_KIND,
+                    vm_import_client::newimport::APP_PLURAL,
+                ),
+                "VM imports",
             ),
         }
     }
@@ -256,6 +282,49 @@ pub async fn list_read(
         Some(Value::Array(items)) => items,
         _ => Vec::new(),
     })
+}
+
+/// Lists `kind` in `namespace`; `None` when the cluster does not serve that kind (a
+/// 404 on the collection), as where Multus or Cozystack's apps API is not installed.
+pub async fn list_if_served(client: &Client, kind: Kind, namespace: &str) -> Result<Option<Vec<Value>>, ApiError> {
+    match list(client, kind, namespace, None, None).await {
+        Ok(items) => Ok(Some(items)),
+        Err(ApiError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates a vm-import application as the user, with strict field validation, so that
+/// a value the application's schema does not know is refused rather than dropped. The
+/// apps API's own message is kept when it refuses the object.
+pub async fn create_app(client: &Client, namespace: &str, app: &Value) -> Result<(), ApiError> {
+    let (resource, _) = Kind::App.resource();
+    let object: DynamicObject =
+        serde_json::from_value(app.clone()).map_err(|e| ApiError::Other(format!("the import is malformed: {e}")))?;
+    let path = format!(
+        "{}?fieldManager=vm-import-console&fieldValidation=Strict",
+        <DynamicObject as kube::Resource>::url_path(&resource, Some(namespace))
+    );
+    let body = serde_json::to_vec(&object).map_err(|e| ApiError::Other(format!("the import is malformed: {e}")))?;
+    let request = http::Request::post(path)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .map_err(|e| ApiError::Other(format!("could not build the request: {e}")))?;
+    let what = format!("create VM imports in {namespace}");
+    client
+        .request::<Value>(request)
+        .await
+        .map(|_| ())
+        .map_err(|e| match &e {
+            kube::Error::Api(s) if s.code == 409 => ApiError::Conflict(format!(
+                "an import named {} already exists",
+                object.metadata.name.as_deref().unwrap_or("")
+            )),
+            kube::Error::Api(s) if s.code == 400 || s.code == 422 => {
+                ApiError::Other(format!("the apps API refused the import: {}", s.message))
+            }
+            _ => api_error(&what, &e),
+        })
 }
 
 /// Reads one `kind` object; `None` when it does not exist.
@@ -380,6 +449,55 @@ pub async fn cancel_vm(client: &Client, namespace: &str, migration: &str, vm_id:
             }
             _ => api_error(&what, &e),
         })
+}
+
+/// Whether the user may create Migrations in `namespace` (retry an import).
+pub async fn may_retry(client: &Client, namespace: &str) -> bool {
+    let attributes = ResourceAttributes {
+        group: Some("forklift.konveyor.io".into()),
+        resource: Some("migrations".into()),
+        verb: Some("create".into()),
+        namespace: Some(namespace.into()),
+        ..Default::default()
+    };
+    review(client, attributes).await.unwrap_or(true)
+}
+
+/// Retries Plan `plan` as the user: a new Migration of it (`<plan>-retry-<random>`),
+/// which Forklift runs for the VMs that failed or were cancelled. Returns its name.
+pub async fn retry(client: &Client, namespace: &str, plan: &str) -> Result<String, ApiError> {
+    let (resource, _) = Kind::Migration.resource();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let migration: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "forklift.konveyor.io/v1beta1",
+        "kind": "Migration",
+        "metadata": {"generateName": format!("{plan}-retry-")},
+        "spec": {"plan": {"name": plan, "namespace": namespace}},
+    }))
+    .map_err(|e| ApiError::Other(format!("the Migration is malformed: {e}")))?;
+    let params = PostParams {
+        field_manager: Some("vm-import-console".into()),
+        ..PostParams::default()
+    };
+    api.create(&params, &migration)
+        .await
+        .map(|m| m.metadata.name.unwrap_or_default())
+        .map_err(|e| api_error(&format!("create Migrations in {namespace}"), &e))
+}
+
+/// Sets a warm import's cutover time as the user: one merge patch of Migration
+/// `migration`'s `spec.cutover` (RFC 3339), which Forklift acts on at that time.
+pub async fn cut_over(client: &Client, namespace: &str, migration: &str, at: &str) -> Result<(), ApiError> {
+    let (resource, _) = Kind::Migration.resource();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    api.patch(
+        migration,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"cutover": at}})),
+    )
+    .await
+    .map(drop)
+    .map_err(|e| api_error(&format!("set the cutover of Migration {migration}"), &e))
 }
 
 /// Creates a VMAdoption, as the user.

@@ -61,6 +61,18 @@ pub struct Args {
     /// or comma-separated in the variable).
     #[arg(long, env = "VM_IMPORT_CONSOLE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origin: Vec<String>,
+    /// Forklift's inventory service (e.g. `https://forklift-inventory.<forklift-namespace>.svc:8443`),
+    /// for choosing VMs in New import; read with each user's own token. Without it, New
+    /// import says there is no inventory.
+    #[arg(long, env = "VM_IMPORT_CONSOLE_INVENTORY_URL")]
+    pub inventory_url: Option<String>,
+    /// The CA bundle (PEM) that signs the inventory service's certificate.
+    #[arg(long, env = "VM_IMPORT_CONSOLE_INVENTORY_CA_FILE")]
+    pub inventory_ca_file: Option<PathBuf>,
+    /// Give up loading a source's inventory after this many seconds.
+    #[arg(long, env = "VM_IMPORT_CONSOLE_INVENTORY_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub inventory_timeout_seconds: u64,
     /// Log format.
     #[arg(long, env = "VM_IMPORT_CONSOLE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -14,6 +14,7 @@ pub mod charts;
 pub mod cli;
 pub mod metrics;
 pub mod pages;
+pub mod picker;
 pub mod server;
 pub mod streams;
 pub mod token;

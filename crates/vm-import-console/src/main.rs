@@ -8,7 +8,7 @@ use vm_import_console::{
     api::Target,
     cli::{Args, LogFormat},
     metrics::Metrics,
-    server::{AppState, StreamSettings, router},
+    server::{AppState, InventorySource, StreamSettings, router},
     streams::Sessions,
 };
 
@@ -45,6 +45,29 @@ async fn main() -> ExitCode {
             }
         },
     };
+    let inventory = args
+        .inventory_url
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .map(|url| InventorySource {
+            target: Target {
+                server: url.trim_end_matches('/').to_owned(),
+                ca_file: args
+                    .inventory_ca_file
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned()),
+                ca_data: None,
+                insecure: false,
+                pool: Default::default(),
+            },
+            timeout: std::time::Duration::from_secs(args.inventory_timeout_seconds),
+        });
+    if let Some(path) = &args.inventory_ca_file
+        && let Err(e) = std::fs::metadata(path)
+    {
+        eprintln!("error: cannot read the inventory's CA {}: {e}", path.display());
+        return ExitCode::from(2);
+    }
     let state = AppState {
         target: Target {
             server,
@@ -67,6 +90,7 @@ async fn main() -> ExitCode {
                 .is_file()
                 .then(|| args.vendor_dir.clone()),
         },
+        inventory,
     };
     if state.streams.vendor_dir.is_none() {
         tracing::warn!(dir = %args.vendor_dir.display(), "no noVNC and xterm.js here: VM screens and serial consoles cannot open");

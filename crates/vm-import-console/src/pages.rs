@@ -18,7 +18,7 @@ pub const STREAM_JS: &str = include_str!("../assets/stream.js");
 /// Cache-busting suffix of the static assets.
 const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-fn layout(title: &str, namespace: Option<&str>, body: Markup) -> Markup {
+pub(crate) fn layout(title: &str, namespace: Option<&str>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -261,12 +261,14 @@ fn state_class(state: &str) -> &'static str {
 
 /// The Imports page of a namespace: every Forklift Plan, the vm-import applications'
 /// first.
-pub fn imports(namespace: &str, imports: &[ImportView]) -> Markup {
+pub fn imports(namespace: &str, imports: &[ImportView], notice: Option<&str>) -> Markup {
     layout(
         namespace,
         Some(namespace),
         html! {
             h1 { "Imports in " (namespace) }
+            nav.actions { a.button.primary href={ "/ns/" (namespace) "/new-import" } { "New import" } }
+            @if let Some(text) = notice { p.notice role="status" { (text) } }
             @if imports.is_empty() {
                 div.empty {
                     p { strong { "No imports here." } }
@@ -370,8 +372,20 @@ pub fn confirm_cancel(namespace: &str, import: &ImportView, vm: &VmProgress, mig
     )
 }
 
+/// What the user may do with a whole import, as the API server answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportActions {
+    /// Cancel a VM's migration (patch the latest Migration).
+    pub cancel: bool,
+    /// Retry the failed and cancelled VMs (create a Migration).
+    pub retry: bool,
+    /// Cut a warm import over (patch the latest Migration).
+    pub cutover: bool,
+}
+
 /// The page of one import: each VM's pipeline, refreshed live.
-pub fn import(namespace: &str, import: &ImportView, notice: Option<&str>, may_cancel: bool) -> Markup {
+pub fn import(namespace: &str, import: &ImportView, notice: Option<&str>, actions: ImportActions) -> Markup {
+    let base = format!("/ns/{namespace}/imports/{}", import.name);
     layout(
         &import.name,
         Some(namespace),
@@ -382,9 +396,65 @@ pub fn import(namespace: &str, import: &ImportView, notice: Option<&str>, may_ca
                 (import.kind) " import"
                 @if let Some(app) = &import.app { " by application " strong { (app) } }
                 @if let Some(m) = import.migrations.last() { "; Migration " span.mono { (m) } }
+                @if let Some(at) = &import.cutover { "; cutover at " span.mono { (at) } }
+            }
+            @if actions.retry || actions.cutover {
+                nav.actions {
+                    @if actions.retry { a.button href={ (base) "/retry" } { "Retry failed VMs…" } }
+                    @if actions.cutover { a.button href={ (base) "/cutover" } { "Cut over…" } }
+                }
             }
             @if let Some(n) = notice { p.notice role="status" { (n) } }
-            div data-refresh={ "/ns/" (namespace) "/imports/" (import.name) "/vms" } { (import_vms(namespace, import, may_cancel)) }
+            div data-refresh={ (base) "/vms" } { (import_vms(namespace, import, actions.cancel)) }
+        },
+    )
+}
+
+/// Asks before retrying an import's failed and cancelled VMs.
+pub fn confirm_retry(namespace: &str, import: &ImportView, csrf: &str) -> Markup {
+    let back = format!("/ns/{namespace}/imports/{}", import.name);
+    layout(
+        &import.name,
+        Some(namespace),
+        html! {
+            p.crumbs { a href=(back) { "← " (import.name) } }
+            h1 { "Retry import " (import.name) "?" }
+            p { "This creates a new Forklift Migration of Plan " span.mono { (import.name) } ", with your own permissions. Forklift imports these VMs again and leaves the ones that succeeded as they are:" }
+            ul { @for v in import.vms.iter().filter(|v| v.retryable()) {
+                li { strong { (v.name) } " " span.muted.mono { (v.id) } @if let Some(e) = &v.error { ": " span.error { (e) } } @else if v.canceled { ": cancelled" } }
+            } }
+            form method="post" action={ (back) "/retry" } {
+                (csrf_field(csrf))
+                button.primary type="submit" { "Yes, retry them" }
+                " "
+                a.button href=(back) { "Back" }
+            }
+        },
+    )
+}
+
+/// Asks before cutting a warm import over, now or at a set time.
+pub fn confirm_cutover(
+    namespace: &str,
+    import: &ImportView,
+    migration: &str,
+    csrf: &str,
+    problem: Option<&str>,
+) -> Markup {
+    let back = format!("/ns/{namespace}/imports/{}", import.name);
+    layout(
+        &import.name,
+        Some(namespace),
+        html! {
+            p.crumbs { a href=(back) { "← " (import.name) } }
+            h1 { "Cut over import " (import.name) "?" }
+            p { "At the cutover, Forklift shuts each source VM down, copies what changed since the last copy, and starts the imported VM. This sets Migration " span.mono { (migration) } "'s " code { "spec.cutover" } ", with your own permissions." }
+            @if let Some(p) = problem { p.message role="alert" { (p) } }
+            form.stack method="post" action={ (back) "/cutover" } {
+                (csrf_field(csrf))
+                label { "At (UTC; empty for now)" input type="datetime-local" name="at" aria-label="Cutover time (UTC)"; }
+                div { button.primary type="submit" { "Cut over" } " " a.button href=(back) { "Back" } }
+            }
         },
     )
 }
@@ -607,7 +677,7 @@ pub fn stream(namespace: &str, vm: &str, stream: Stream, csrf: &str) -> Markup {
     )
 }
 
-fn csrf_field(token: &str) -> Markup {
+pub(crate) fn csrf_field(token: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(token); }
 }
 

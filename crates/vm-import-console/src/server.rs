@@ -14,7 +14,7 @@ use std::{
 
 use axum::{
     Form, Router,
-    extract::{Path, Query, Request, State, ws::WebSocketUpgrade},
+    extract::{Path, Query, RawQuery, Request, State, ws::WebSocketUpgrade},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{Html, IntoResponse, Redirect, Response},
@@ -27,7 +27,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use tower_http::services::ServeDir;
 use tracing::{info, warn};
-use vm_import_client::{AdoptRequest, imports, ops as commands};
+use vm_import_client::{
+    AdoptRequest, imports,
+    inventory::{self, Inventory, InventoryError},
+    newimport::{self, Taken},
+    ops as commands,
+};
 use vm_import_core::{
     contract::{FORKLIFT_VM_SELECTOR, LABEL_ADOPTED, TRACKING_CONFIGMAP_PREFIX, TRACKING_CONFIGMAP_SELECTOR},
     names::is_dns1123_subdomain,
@@ -38,6 +43,7 @@ use crate::{
     charts::Plot,
     metrics::{self, Chart, Metrics, Range},
     pages::{self, AdoptForm},
+    picker,
     streams::{Sessions, Stream},
     token::{self, Token},
     ttl::Ttl,
@@ -62,6 +68,17 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The screens' and serial consoles' rules.
     pub streams: StreamSettings,
+    /// Forklift's inventory service, for New import; `None` when not configured.
+    pub inventory: Option<InventorySource>,
+}
+
+/// Where Forklift's inventory service is, and how long loading a source may take.
+#[derive(Clone, Debug)]
+pub struct InventorySource {
+    /// Its URL and CA; each request carries the user's own token, nothing else.
+    pub target: Target,
+    /// The limit on loading one source's inventory, all requests together.
+    pub timeout: Duration,
 }
 
 /// How VM screens and serial consoles are served.
@@ -234,7 +251,16 @@ pub fn router(state: AppState) -> Router {
         .route("/ns/{ns}/imports", get(imports_page))
         .route("/ns/{ns}/trends", get(trends_fragment))
         .route("/ns/{ns}/imports/-/rows", get(imports_fragment))
+        .route("/ns/{ns}/new-import", get(new_import_sources))
+        .route(
+            "/ns/{ns}/new-import/{provider}",
+            get(new_import_vms).post(new_import_create),
+        )
+        .route("/ns/{ns}/new-import/{provider}/map", get(new_import_mapping))
+        .route("/ns/{ns}/new-import/{provider}/review", get(new_import_review))
         .route("/ns/{ns}/imports/{plan}", get(import_page))
+        .route("/ns/{ns}/imports/{plan}/retry", get(confirm_retry).post(retry))
+        .route("/ns/{ns}/imports/{plan}/cutover", get(confirm_cutover).post(cutover))
         .route("/ns/{ns}/imports/{plan}/vms", get(import_fragment))
         .route(
             "/ns/{ns}/imports/{plan}/vms/{id}/cancel",
@@ -614,9 +640,23 @@ async fn user_imports(state: &AppState, headers: &HeaderMap, ns: &str) -> Result
     load_imports(&client, ns).await.map_err(|e| error_page(&e, Some("/")))
 }
 
-async fn imports_page(State(state): State<Shared>, headers: HeaderMap, Path(ns): Path<String>) -> Response {
+#[derive(Debug, Deserialize)]
+struct CreatedNotice {
+    created: Option<String>,
+}
+
+async fn imports_page(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(ns): Path<String>,
+    Query(q): Query<CreatedNotice>,
+) -> Response {
+    let notice = q
+        .created
+        .filter(|name| newimport::is_label(name, newimport::MAX_APP_NAME))
+        .map(|name| format!("Import {name} was created. Its Plan appears here once Cozystack has installed it."));
     match user_imports(&state, &headers, &ns).await {
-        Ok(list) => page(StatusCode::OK, pages::imports(&ns, &list)),
+        Ok(list) => page(StatusCode::OK, pages::imports(&ns, &list, notice.as_deref())),
         Err(r) => r,
     }
 }
@@ -658,11 +698,6 @@ async fn may_cancel(client: &Client, ns: &str, import: &imports::ImportView) -> 
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct CancelNotice {
-    cancelled: Option<String>,
-}
-
 /// One import of the request's user, and whether they may cancel its VMs.
 async fn user_import_and_cancel(
     state: &AppState,
@@ -676,21 +711,190 @@ async fn user_import_and_cancel(
     Ok((import, allowed))
 }
 
+#[derive(Debug, Deserialize)]
+struct ImportNotice {
+    cancelled: Option<String>,
+    retried: Option<String>,
+    cutover: Option<String>,
+}
+
 async fn import_page(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path((ns, plan)): Path<(String, String)>,
-    Query(q): Query<CancelNotice>,
+    Query(q): Query<ImportNotice>,
 ) -> Response {
-    let (import, allowed) = match user_import_and_cancel(&state, &headers, &ns, &plan).await {
+    let (import, cancel) = match user_import_and_cancel(&state, &headers, &ns, &plan).await {
         Ok(found) => found,
         Err(r) => return r,
     };
-    let notice = q
-        .cancelled
-        .filter(|id| import.vms.iter().any(|v| &v.id == id))
-        .map(|id| format!("Asked Forklift to cancel the import of VM {id}."));
-    page(StatusCode::OK, pages::import(&ns, &import, notice.as_deref(), allowed))
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let latest = import.migrations.last().cloned().unwrap_or_default();
+    let (retry, cutover) = tokio::join!(
+        async { import.retryable() && api::may_retry(&client, &ns).await },
+        async { import.can_cut_over() && api::may_cancel(&client, &ns, &latest).await },
+    );
+    let notice = if let Some(id) = q.cancelled.filter(|id| import.vms.iter().any(|v| &v.id == id)) {
+        Some(format!("Asked Forklift to cancel the import of VM {id}."))
+    } else if let Some(m) = q.retried.filter(|m| is_dns1123_subdomain(m)) {
+        Some(format!(
+            "Created Migration {m}: Forklift imports the failed and cancelled VMs again."
+        ))
+    } else {
+        q.cutover
+            .filter(|at| at.parse::<Timestamp>().is_ok())
+            .map(|at| format!("Asked Forklift to cut over at {at}."))
+    };
+    let actions = pages::ImportActions { cancel, retry, cutover };
+    page(StatusCode::OK, pages::import(&ns, &import, notice.as_deref(), actions))
+}
+
+/// The import to retry, or the response that says why it cannot be.
+async fn retry_target(
+    state: &AppState,
+    headers: &HeaderMap,
+    ns: &str,
+    plan: &str,
+) -> Result<imports::ImportView, Response> {
+    let import = user_import(state, headers, ns, plan).await?;
+    if import.retryable() {
+        return Ok(import);
+    }
+    let back = format!("/ns/{ns}/imports/{plan}");
+    Err(page(
+        StatusCode::CONFLICT,
+        pages::message(
+            "Nothing to retry",
+            &format!("Import {plan} is still running, or none of its VMs failed or was cancelled."),
+            Some(&back),
+        ),
+    ))
+}
+
+async fn confirm_retry(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, plan)): Path<(String, String)>,
+) -> Response {
+    let import = match retry_target(&state, &headers, &ns, &plan).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let (token, set) = match csrf(&state, &headers) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    with_cookie(page(StatusCode::OK, pages::confirm_retry(&ns, &import, &token)), set)
+}
+
+async fn retry(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, plan)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !csrf_ok(&headers, &form.csrf) {
+        return csrf_refused();
+    }
+    if let Err(r) = retry_target(&state, &headers, &ns, &plan).await {
+        return r;
+    }
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let back = format!("/ns/{ns}/imports/{plan}");
+    match api::retry(&client, &ns, &plan).await {
+        Ok(migration) => Redirect::to(&format!("{back}?retried={migration}")).into_response(),
+        Err(e) => error_page(&e, Some(&back)),
+    }
+}
+
+/// The warm import to cut over and its latest Migration, or the response that says why
+/// it cannot be.
+async fn cutover_target(
+    state: &AppState,
+    headers: &HeaderMap,
+    ns: &str,
+    plan: &str,
+) -> Result<(imports::ImportView, String), Response> {
+    let import = user_import(state, headers, ns, plan).await?;
+    match import.migrations.last().cloned() {
+        Some(migration) if import.can_cut_over() => Ok((import, migration)),
+        _ => Err(page(
+            StatusCode::CONFLICT,
+            pages::message(
+                "No cutover",
+                &format!("Import {plan} is not a running warm import waiting for its cutover."),
+                Some(&format!("/ns/{ns}/imports/{plan}")),
+            ),
+        )),
+    }
+}
+
+async fn confirm_cutover(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, plan)): Path<(String, String)>,
+) -> Response {
+    let (import, migration) = match cutover_target(&state, &headers, &ns, &plan).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let (token, set) = match csrf(&state, &headers) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    with_cookie(
+        page(
+            StatusCode::OK,
+            pages::confirm_cutover(&ns, &import, &migration, &token, None),
+        ),
+        set,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct CutoverForm {
+    csrf: String,
+    #[serde(default)]
+    at: String,
+}
+
+async fn cutover(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, plan)): Path<(String, String)>,
+    Form(form): Form<CutoverForm>,
+) -> Response {
+    if !csrf_ok(&headers, &form.csrf) {
+        return csrf_refused();
+    }
+    let (import, migration) = match cutover_target(&state, &headers, &ns, &plan).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let at = match imports::cutover_time(&form.at, Timestamp::now()) {
+        Ok(at) => at,
+        Err(problem) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                pages::confirm_cutover(&ns, &import, &migration, &form.csrf, Some(&problem)),
+            );
+        }
+    };
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let back = format!("/ns/{ns}/imports/{plan}");
+    match api::cut_over(&client, &ns, &migration, &at).await {
+        Ok(()) => Redirect::to(&format!("{back}?cutover={at}")).into_response(),
+        Err(e) => error_page(&e, Some(&back)),
+    }
 }
 
 async fn import_fragment(
@@ -785,6 +989,252 @@ async fn cancel(
     let back = format!("/ns/{ns}/imports/{plan}");
     match api::cancel_vm(&client, &ns, &migration, &vm.id).await {
         Ok(()) => Redirect::to(&format!("{back}?cancelled={}", vm.id)).into_response(),
+        Err(e) => error_page(&e, Some(&back)),
+    }
+}
+
+async fn new_import_sources(State(state): State<Shared>, headers: HeaderMap, Path(ns): Path<String>) -> Response {
+    if let Err(r) = valid(&[&ns]) {
+        return r;
+    }
+    let client = match user(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match api::list(&client, Kind::Provider, &ns, None, None).await {
+        Ok(providers) => page(StatusCode::OK, picker::sources(&ns, &newimport::sources_of(&providers))),
+        Err(e) => error_page(&e, Some(&format!("/ns/{ns}/imports"))),
+    }
+}
+
+/// The query or form of a New import step, every pair in order (`vm` repeats).
+fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// Everything a New import step needs, read with the user's token: the source's
+/// inventory (from Forklift's inventory service), what the namespace holds, and the
+/// network attachments there are.
+struct Loaded {
+    client: Client,
+    inventory: Inventory,
+    taken: Taken,
+    targets: picker::Targets,
+}
+
+fn inventory_refused(e: &InventoryError, back: &str) -> Response {
+    let (status, title) = match e {
+        InventoryError::NotConfigured => (StatusCode::SERVICE_UNAVAILABLE, "No inventory"),
+        InventoryError::Unauthorized => (StatusCode::UNAUTHORIZED, "Not signed in"),
+        InventoryError::Forbidden(_) => (StatusCode::FORBIDDEN, "Not allowed"),
+        InventoryError::UnknownProvider(_) => (StatusCode::NOT_FOUND, "Source not in the inventory"),
+        InventoryError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Inventory too slow"),
+        InventoryError::Unreachable(_) | InventoryError::Malformed { .. } | InventoryError::Failed { .. } => {
+            (StatusCode::BAD_GATEWAY, "Inventory unavailable")
+        }
+    };
+    page(status, pages::message(title, &e.to_string(), Some(back)))
+}
+
+async fn load_source(state: &AppState, headers: &HeaderMap, ns: &str, provider: &str) -> Result<Loaded, Response> {
+    valid(&[ns, provider])?;
+    let back = format!("/ns/{ns}/new-import");
+    let client = user(state, headers).await?;
+    let found = api::get(&client, Kind::Provider, ns, provider)
+        .await
+        .map_err(|e| error_page(&e, Some(&back)))?;
+    let Some(source) = found.filter(|p| p["spec"]["type"] == "vsphere") else {
+        return Err(page(
+            StatusCode::NOT_FOUND,
+            pages::message(
+                "No such source",
+                &format!("There is no vSphere Provider {provider} in namespace {ns} that you may read."),
+                Some(&back),
+            ),
+        ));
+    };
+    if let Some(why) = newimport::not_ready(&source) {
+        return Err(page(
+            StatusCode::CONFLICT,
+            pages::message(
+                "Source not ready",
+                &format!("Provider {provider} is {why}."),
+                Some(&back),
+            ),
+        ));
+    }
+    let Some(uid) = source["metadata"]["uid"].as_str() else {
+        return Err(inventory_refused(
+            &InventoryError::UnknownProvider(provider.to_owned()),
+            &back,
+        ));
+    };
+    let Some(source_api) = &state.inventory else {
+        return Err(inventory_refused(&InventoryError::NotConfigured, &back));
+    };
+    let token = token::from_header(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())).map_err(|e| {
+        page(
+            StatusCode::UNAUTHORIZED,
+            pages::message("Not signed in", &e.to_string(), None),
+        )
+    })?;
+    let forklift = source_api
+        .target
+        .client(&token)
+        .await
+        .map_err(|e| error_page(&e, Some(&back)))?;
+    let (found, vms, plans, apps, attachments) = tokio::join!(
+        inventory::load(&forklift, provider, uid, source_api.timeout),
+        api::list(&client, Kind::Vm, ns, None, None),
+        api::list(&client, Kind::Plan, ns, None, None),
+        api::list_if_served(&client, Kind::App, ns),
+        api::list_if_served(&client, Kind::Attachment, ns),
+    );
+    let inventory = found.map_err(|e| inventory_refused(&e, &back))?;
+    let vms = vms.map_err(|e| error_page(&e, Some(&back)))?;
+    let plans = plans.map_err(|e| error_page(&e, Some(&back)))?;
+    let apps = apps.map_err(|e| error_page(&e, Some(&back)))?.unwrap_or_default();
+    let attachments = attachments.unwrap_or(None).map(|list| {
+        list.iter()
+            .filter_map(|a| a["metadata"]["name"].as_str().map(str::to_owned))
+            .collect()
+    });
+    Ok(Loaded {
+        client,
+        inventory,
+        taken: newimport::taken(&vms, &plans, &apps),
+        targets: picker::Targets {
+            attachments,
+            storage_classes: Vec::new(),
+        },
+    })
+}
+
+async fn new_import_vms(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, provider)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let loaded = match load_source(&state, &headers, &ns, &provider).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let choice = picker::choice(&provider, &pairs(raw.as_deref()), &loaded.inventory);
+    page(
+        StatusCode::OK,
+        picker::vms(&ns, &provider, &loaded.inventory, &loaded.taken, &choice),
+    )
+}
+
+async fn new_import_mapping(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, provider)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let loaded = match load_source(&state, &headers, &ns, &provider).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let mut choice = picker::choice(&provider, &pairs(raw.as_deref()), &loaded.inventory);
+    if choice.draft.app.is_empty() {
+        choice.draft.app = picker::default_app_name(&provider, &loaded.taken);
+    }
+    if choice.draft.vms.is_empty() {
+        let back = format!(
+            "/ns/{ns}/new-import/{provider}?{}",
+            picker::query_of(&choice.draft, false)
+        );
+        return page(
+            StatusCode::BAD_REQUEST,
+            pages::message("No VM chosen", "Choose at least one VM to import.", Some(&back)),
+        );
+    }
+    page(
+        StatusCode::OK,
+        picker::mapping(&ns, &loaded.inventory, &choice, &loaded.targets, &[]),
+    )
+}
+
+/// The draft's problems, against the inventory and the namespace as they are now.
+fn problems(loaded: &Loaded, choice: &picker::Choice) -> Vec<newimport::Problem> {
+    newimport::check(
+        &choice.draft,
+        &loaded.inventory,
+        &loaded.taken,
+        loaded.targets.attachments.as_deref(),
+    )
+}
+
+async fn new_import_review(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, provider)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let loaded = match load_source(&state, &headers, &ns, &provider).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let choice = picker::choice(&provider, &pairs(raw.as_deref()), &loaded.inventory);
+    let found = problems(&loaded, &choice);
+    if !found.is_empty() {
+        return page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            picker::mapping(&ns, &loaded.inventory, &choice, &loaded.targets, &found),
+        );
+    }
+    let (token, set) = match csrf(&state, &headers) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let app = newimport::application(&ns, &choice.draft, &loaded.inventory);
+    with_cookie(
+        page(
+            StatusCode::OK,
+            picker::review(&ns, &loaded.inventory, &choice.draft, &app, &token),
+        ),
+        set,
+    )
+}
+
+async fn new_import_create(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path((ns, provider)): Path<(String, String)>,
+    body: String,
+) -> Response {
+    let form = pairs(Some(&body));
+    let submitted = form.iter().find(|(k, _)| k == "csrf").map_or("", |(_, v)| v.as_str());
+    if !csrf_ok(&headers, submitted) {
+        return csrf_refused();
+    }
+    let loaded = match load_source(&state, &headers, &ns, &provider).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let choice = picker::choice(&provider, &form, &loaded.inventory);
+    // Checked again: the namespace or the inventory may have changed since the review.
+    let found = problems(&loaded, &choice);
+    if !found.is_empty() {
+        return page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            picker::mapping(&ns, &loaded.inventory, &choice, &loaded.targets, &found),
+        );
+    }
+    let app = newimport::application(&ns, &choice.draft, &loaded.inventory);
+    let back = format!(
+        "/ns/{ns}/new-import/{provider}/review?{}",
+        picker::query_of(&choice.draft, true)
+    );
+    match api::create_app(&loaded.client, &ns, &app).await {
+        Ok(()) => {
+            info!(namespace = %ns, import = %choice.draft.app, vms = choice.draft.vms.len(), "import created");
+            Redirect::to(&format!("/ns/{ns}/imports?created={}", choice.draft.app)).into_response()
+        }
         Err(e) => error_page(&e, Some(&back)),
     }
 }

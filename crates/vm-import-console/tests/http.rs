@@ -19,13 +19,13 @@ use tower::ServiceExt;
 use vm_import_console::{
     api::Target,
     metrics::Metrics,
-    server::{AppState, CSRF_COOKIE, router},
+    server::{AppState, CSRF_COOKIE, InventorySource, router},
 };
 
 fn state(server: String, metrics: Metrics) -> AppState {
     AppState {
         target: Target {
-            server,
+            server: server.clone(),
             ca_file: None,
             ca_data: None,
             insecure: false,
@@ -36,6 +36,17 @@ fn state(server: String, metrics: Metrics) -> AppState {
         permissions: Default::default(),
         metrics,
         streams: Default::default(),
+        // The stand-in serves Forklift's inventory too, at its own paths.
+        inventory: Some(InventorySource {
+            target: Target {
+                server: server.clone(),
+                ca_file: None,
+                ca_data: None,
+                insecure: false,
+                pool: Default::default(),
+            },
+            timeout: std::time::Duration::from_secs(1),
+        }),
     }
 }
 
@@ -878,4 +889,429 @@ async fn a_vms_import_is_cancelled_only_when_confirmed_and_permitted() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "an unknown VM");
     assert_eq!(standin.seen().iter().filter(|s| s.method == "PATCH").count(), 3);
+}
+
+const NEW: &str = "/ns/tenant-demo/new-import";
+
+#[tokio::test]
+async fn new_import_offers_the_namespaces_vsphere_sources_with_their_readiness() {
+    let (app, _) = console().await;
+    let (status, _, body) = send(&app, get(NEW, Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(r#"href="/ns/tenant-demo/new-import/vsphere""#), "{body}");
+    assert!(body.contains("https://vcenter.example/sdk"));
+    assert!(
+        body.contains("not Ready: Could not connect to the vCenter: x509"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("new-import/vcenter-old\""),
+        "a source that is not Ready is not a link"
+    );
+    assert!(!body.contains(">host<"), "the destination Provider is no source");
+    let (status, _, body) = send(&app, get("/ns/tenant-demo/imports", Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(r#"href="/ns/tenant-demo/new-import""#));
+}
+
+#[tokio::test]
+async fn the_picker_reads_the_inventory_with_the_users_token_only_and_keeps_the_selection() {
+    let (app, standin) = console().await;
+    let (status, _, body) = send(&app, get(&format!("{NEW}/vsphere?q=DB"), Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("25 of 200 VMs"), "{body}");
+    assert!(body.contains(">db-00<") && body.contains(">db-24<") && !body.contains(">web-00<"));
+    assert!(body.contains("/vm/staging"), "the folder path");
+    let seen = standin.seen();
+    assert!(
+        seen.iter().all(|s| s.token == "viewer-token" && s.method == "GET"),
+        "{seen:?}"
+    );
+    for collection in ["vms?detail=1", "networks", "datastores?detail=1", "folders"] {
+        let path = format!("/providers/vsphere/{}/{collection}", support::standin::PROVIDER_UID);
+        assert_eq!(seen.iter().filter(|s| s.path == path).count(), 1, "{path}: {seen:?}");
+    }
+    // A critical concern blocks its VM; a warning does not.
+    let (_, _, body) = send(&app, get(&format!("{NEW}/vsphere?q=mail-01"), Some("viewer-token"))).await;
+    assert!(body.contains("Shareable disk detected"));
+    assert!(
+        body.contains(r#"value="vm-1013" data-name="mail-01" disabled"#),
+        "{body}"
+    );
+    // The selection outlives a search that hides it, and pages keep it.
+    let (_, _, body) = send(
+        &app,
+        get(
+            &format!("{NEW}/vsphere?vm=vm-1000&vm=vm-1009&q=db"),
+            Some("viewer-token"),
+        ),
+    )
+    .await;
+    assert!(
+        body.contains(r#"<input type="hidden" name="vm" value="vm-1000" data-name="web-00">"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"value="vm-1009" data-name="db-01" checked"#),
+        "db-01 is shown, checked"
+    );
+    assert!(body.contains("2 chosen</strong>: web-00, db-01"), "{body}");
+    let (_, _, body) = send(&app, get(&format!("{NEW}/vsphere?page=4"), Some("viewer-token"))).await;
+    assert!(body.contains("Page 4 of 4") && body.contains(">proxy-24<"), "{body}");
+}
+
+#[tokio::test]
+async fn the_mapping_covers_only_the_networks_and_datastores_of_the_chosen_vms() {
+    let (app, _) = console().await;
+    let (status, _, body) = send(
+        &app,
+        get(&format!("{NEW}/vsphere/map?vm=vm-1000"), Some("viewer-token")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(r#"name="net.network-1""#) && body.contains(r#"name="ds.datastore-1""#));
+    assert!(!body.contains("net.network-2") && !body.contains("ds.datastore-2"));
+    assert!(
+        body.contains(r#"value="multus:backend-net""#),
+        "the namespace's attachments are offered"
+    );
+    assert!(body.contains(r#"name="app" value="vsphere-import""#), "{body}");
+    assert!(body.contains(r#"name="name.vm-1000" value="web-00""#));
+    let (_, _, body) = send(
+        &app,
+        get(&format!("{NEW}/vsphere/map?vm=vm-1001"), Some("viewer-token")),
+    )
+    .await;
+    assert!(
+        body.contains("net.network-2") && body.contains("ds.datastore-2"),
+        "{body}"
+    );
+    let (status, _, body) = send(&app, get(&format!("{NEW}/vsphere/map"), Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("Choose at least one VM"));
+}
+
+#[tokio::test]
+async fn a_review_names_every_problem_and_creates_nothing() {
+    let (app, standin) = console().await;
+    let query = "vm=vm-1000&vm=vm-1013&vm=vm-1008&vm=vm-1016&name.vm-1000=db-01&name.vm-1008=web-x&name.vm-1016=web-x&net.network-1=multus:gone&app=Bad";
+    let (status, _, body) = send(&app, get(&format!("{NEW}/vsphere/review?{query}"), Some("admin-token"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    for needle in [
+        "the import's name must be lower-case letters",
+        "a VM named db-01 already exists here",
+        "mail-01 cannot be imported: Shareable disk detected",
+        "web-02 and web-01 would both be named web-x",
+        "there is no NetworkAttachmentDefinition gone here",
+        "choose a StorageClass for datastore ssd-01",
+    ] {
+        assert!(body.contains(needle), "{needle}: {body}");
+    }
+    assert!(standin.apps().is_empty());
+    assert!(standin.seen().iter().all(|s| s.method == "GET"));
+}
+
+const GOOD: &str = "vm=vm-1000&vm=vm-1001&vm=vm-1009&name.vm-1009=db-01x&net.network-1=pod&net.network-2=multus:backend-net&net.network-3=ignored&ds.datastore-1=replicated&ds.datastore-2=local&app=web-batch&type=warm";
+
+#[tokio::test]
+async fn an_import_is_created_only_when_confirmed_with_the_users_token() {
+    let (app, standin) = console().await;
+    let (status, headers, body) = send(&app, get(&format!("{NEW}/vsphere/review?{GOOD}"), Some("admin-token"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "set-cookie" && v.starts_with(CSRF_COOKIE))
+    );
+    assert!(
+        body.contains("&quot;kind&quot;: &quot;VMImport&quot;"),
+        "the exact object is shown: {body}"
+    );
+    assert!(body.contains("Import 3 VMs"));
+    assert!(standin.apps().is_empty(), "nothing before the confirmation");
+    let form = format!("{GOOD}&name.vm-1000=web-00&name.vm-1001=db-00");
+    // Without the CSRF token of its cookie, the form is refused before any API call.
+    let before = standin.seen().len();
+    let (status, _, _) = send(&app, post(&format!("{NEW}/vsphere"), "admin-token", Some(CSRF), &form)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(standin.seen().len(), before);
+    let (status, headers, body) = send(
+        &app,
+        post(
+            &format!("{NEW}/vsphere"),
+            "admin-token",
+            Some(CSRF),
+            &format!("{form}&csrf={CSRF}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "location" && v == "/ns/tenant-demo/imports?created=web-batch")
+    );
+    let apps = standin.apps();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(
+        apps[0],
+        serde_json::json!({
+            "apiVersion": "apps.cozystack.io/v1alpha1", "kind": "VMImport",
+            "metadata": {"name": "web-batch", "namespace": "tenant-demo"},
+            "spec": {
+                "source": {"existingProvider": "vsphere"},
+                "networks": [
+                    {"sourceId": "network-1", "type": "pod"},
+                    {"sourceId": "network-2", "type": "multus", "name": "backend-net"},
+                    {"sourceId": "network-3", "type": "ignored"}
+                ],
+                "storage": [{"sourceId": "datastore-1", "storageClass": "replicated"}, {"sourceId": "datastore-2", "storageClass": "local"}],
+                "vms": [
+                    {"id": "vm-1000", "name": "web-00", "targetName": "web-00"},
+                    {"id": "vm-1001", "name": "db-00", "targetName": "db-00"},
+                    {"id": "vm-1009", "name": "db-01", "targetName": "db-01x"}
+                ],
+                "migrationType": "warm", "start": true, "enableAdoption": true, "adoptionMode": "labels"
+            }
+        })
+    );
+    let writes: Vec<_> = standin.seen().into_iter().filter(|s| s.method != "GET").collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(
+        writes[0]
+            .path
+            .starts_with("/apis/apps.cozystack.io/v1alpha1/namespaces/tenant-demo/vmimports?")
+    );
+    assert!(writes[0].path.contains("fieldValidation=Strict") && writes[0].token == "admin-token");
+    // The same name again: the form is checked against the namespace as it is now.
+    let (status, _, body) = send(
+        &app,
+        post(
+            &format!("{NEW}/vsphere"),
+            "admin-token",
+            Some(CSRF),
+            &format!("{form}&csrf={CSRF}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("an import named web-batch already exists here"), "{body}");
+    let (_, _, body) = send(
+        &app,
+        get("/ns/tenant-demo/imports?created=web-batch", Some("admin-token")),
+    )
+    .await;
+    assert!(body.contains("Import web-batch was created"));
+}
+
+#[tokio::test]
+async fn the_apps_apis_refusal_and_a_readers_403_are_shown_as_they_are() {
+    let (app, standin) = console().await;
+    let form = format!("{GOOD}&name.vm-1000=refused-by-apps&csrf={CSRF}");
+    let (status, _, body) = send(&app, post(&format!("{NEW}/vsphere"), "admin-token", Some(CSRF), &form)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(
+        body.contains("the apps API refused the import: VMImport.apps.cozystack.io"),
+        "{body}"
+    );
+    let (status, _, body) = send(
+        &app,
+        post(
+            &format!("{NEW}/vsphere"),
+            "viewer-token",
+            Some(CSRF),
+            &format!("{GOOD}&csrf={CSRF}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body.contains("not allowed to create VM imports in tenant-demo"),
+        "{body}"
+    );
+    assert!(standin.apps().is_empty());
+}
+
+#[tokio::test]
+async fn a_source_that_cannot_be_read_says_why_and_shows_no_inventory() {
+    let (app, standin) = console().await;
+    let (status, _, body) = send(&app, get(&format!("{NEW}/vcenter-old"), Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        body.contains("Provider vcenter-old is not Ready: Could not connect"),
+        "{body}"
+    );
+    let (status, _, body) = send(&app, get(&format!("{NEW}/host"), Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _, body) = send(&app, get(&format!("{NEW}/vsphere"), Some("nobody-token"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!body.contains("web-00"), "{body}");
+    assert!(
+        !standin.seen().iter().any(|s| s.path.starts_with("/providers/")),
+        "no inventory read without the Provider"
+    );
+    standin.slow_inventory();
+    let started = std::time::Instant::now();
+    let (status, _, body) = send(&app, get(&format!("{NEW}/vsphere"), Some("viewer-token"))).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(body.contains("did not answer within 1 s"), "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "one timeout for all requests"
+    );
+}
+
+#[tokio::test]
+async fn failed_vms_are_retried_with_a_new_migration_only_when_confirmed_and_permitted() {
+    let (app, standin) = console().await;
+    standin.with_more_imports();
+    let page_of = "/ns/tenant-demo/imports/vm-import-old";
+    let (_, _, admin) = send(&app, get(page_of, Some("admin-token"))).await;
+    assert!(
+        admin.contains(r#"href="/ns/tenant-demo/imports/vm-import-old/retry""#),
+        "{admin}"
+    );
+    let (_, _, viewer) = send(&app, get(page_of, Some("viewer-token"))).await;
+    assert!(!viewer.contains("/retry\""), "a reader is not offered a retry");
+    let (_, _, running) = send(
+        &app,
+        get("/ns/tenant-demo/imports/vm-import-batch2", Some("admin-token")),
+    )
+    .await;
+    assert!(!running.contains("/retry\""), "an executing import is not retried");
+    let (status, _, body) = send(&app, get(&format!("{page_of}/retry"), Some("admin-token"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("old-02") && body.contains("Source VM disk is locked by a snapshot"),
+        "{body}"
+    );
+    assert!(!body.contains("old-01"), "a VM that succeeded is not retried");
+    assert!(standin.migrations().is_empty(), "nothing before the confirmation");
+    let (status, _, _) = send(
+        &app,
+        post(
+            &format!("{page_of}/retry"),
+            "admin-token",
+            None,
+            &format!("csrf={CSRF}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, body) = send(
+        &app,
+        post(
+            &format!("{page_of}/retry"),
+            "viewer-token",
+            Some(CSRF),
+            &format!("csrf={CSRF}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the API server refuses a reader: {body}");
+    let (status, headers, _) = send(
+        &app,
+        post(
+            &format!("{page_of}/retry"),
+            "admin-token",
+            Some(CSRF),
+            &format!("csrf={CSRF}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "location" && v == &format!("{page_of}?retried=vm-import-old-retry-x7k2p"))
+    );
+    let created = standin.migrations();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["metadata"]["generateName"], "vm-import-old-retry-");
+    assert_eq!(
+        created[0]["spec"],
+        serde_json::json!({"plan": {"name": "vm-import-old", "namespace": "tenant-demo"}})
+    );
+    let (_, _, body) = send(
+        &app,
+        get(
+            &format!("{page_of}?retried=vm-import-old-retry-x7k2p"),
+            Some("admin-token"),
+        ),
+    )
+    .await;
+    assert!(body.contains("Created Migration vm-import-old-retry-x7k2p"), "{body}");
+    let (status, _, _) = send(
+        &app,
+        post(
+            "/ns/tenant-demo/imports/vm-import-batch2/retry",
+            "admin-token",
+            Some(CSRF),
+            &format!("csrf={CSRF}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "still running");
+    assert_eq!(standin.migrations().len(), 1);
+}
+
+#[tokio::test]
+async fn a_warm_import_is_cut_over_now_or_at_a_set_time() {
+    let (app, standin) = console().await;
+    standin.with_more_imports();
+    let page_of = "/ns/tenant-demo/imports/vm-import-warm";
+    let (_, _, admin) = send(&app, get(page_of, Some("admin-token"))).await;
+    assert!(
+        admin.contains(r#"href="/ns/tenant-demo/imports/vm-import-warm/cutover""#),
+        "{admin}"
+    );
+    let (_, _, cold) = send(
+        &app,
+        get("/ns/tenant-demo/imports/vm-import-batch2", Some("admin-token")),
+    )
+    .await;
+    assert!(!cold.contains("/cutover\""), "a cold import has no cutover");
+    let (status, _, body) = send(
+        &app,
+        post(
+            &format!("{page_of}/cutover"),
+            "admin-token",
+            Some(CSRF),
+            &format!("csrf={CSRF}&at=soon"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("is not a time like"), "{body}");
+    assert!(standin.cutover().is_null());
+    let (status, headers, _) = send(
+        &app,
+        post(
+            &format!("{page_of}/cutover"),
+            "admin-token",
+            Some(CSRF),
+            &format!("csrf={CSRF}&at=2026-12-24T18%3A30"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(standin.cutover(), "2026-12-24T18:30:00Z");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "location" && v == &format!("{page_of}?cutover=2026-12-24T18:30:00Z"))
+    );
+    let (_, _, body) = send(
+        &app,
+        get(&format!("{page_of}?cutover=2026-12-24T18:30:00Z"), Some("admin-token")),
+    )
+    .await;
+    assert!(
+        body.contains("cutover at <span class=\"mono\">2026-12-24T18:30:00Z"),
+        "{body}"
+    );
+    assert!(!body.contains("/cutover\""), "set once, not offered again");
+    let patches: Vec<_> = standin.seen().into_iter().filter(|s| s.method == "PATCH").collect();
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0].token, "admin-token");
 }

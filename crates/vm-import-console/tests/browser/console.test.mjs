@@ -64,7 +64,7 @@ before(async () => {
   consoleUrl = `http://127.0.0.1:${port}`;
   start(path.join(target, "debug/vm-import-console"), [
     "--api-server", api, "--http-addr", `127.0.0.1:${port}`, "--secure-cookies=false",
-    "--metrics-url", metricsUrl,
+    "--metrics-url", metricsUrl, "--inventory-url", api,
   ]);
   await waitFor(`${consoleUrl}/healthz`);
   browser = await chromium.launch({
@@ -236,6 +236,62 @@ test("screenshots, light and dark", { skip: !process.env.UPDATE_SCREENSHOTS }, a
     await p.screenshot({ path: path.join(dir, `import-${scheme}.png`), fullPage: true });
     await p.context().close();
   }
+});
+
+test("a tenant finds 3 of 200 VMs by search, maps them, reviews, and imports", async () => {
+  const shots = process.env.UPDATE_SCREENSHOTS ? path.join(root, "docs/screenshots") : null;
+  const p = await page("admin-token");
+  await p.goto(`${consoleUrl}/ns/tenant-demo/imports`);
+  await p.getByRole("link", { name: "New import" }).click();
+  await p.getByRole("link", { name: "vsphere", exact: true }).click();
+  await p.getByText("200 of 200 VMs").waitFor();
+  const search = p.getByRole("searchbox", { name: "Search VMs" });
+  await search.fill("db-0");
+  await p.getByRole("button", { name: "Search" }).click();
+  await p.getByText("10 of 200 VMs").waitFor();
+  await p.getByRole("checkbox", { name: "Choose db-00" }).check();
+  await p.getByRole("checkbox", { name: "Choose db-02" }).check();
+  await p.locator("#chosen", { hasText: "2 chosen: db-00, db-02" }).waitFor();
+  if (shots) {
+    await p.evaluate(() => window.scrollTo(0, 0));
+    await p.screenshot({ path: path.join(shots, "new-import-picker.png") });
+  }
+  // Another search keeps what was chosen; a VM with a critical concern cannot be.
+  await search.fill("-0");
+  await p.getByRole("button", { name: "Search" }).click();
+  await p.locator("#chosen", { hasText: "2 chosen: db-00, db-02" }).waitFor();
+  assert.ok(await p.getByRole("checkbox", { name: "Choose mail-01" }).isDisabled(), "a shared disk blocks mail-01");
+  await p.getByRole("checkbox", { name: "Choose web-03" }).check();
+  await p.getByRole("button", { name: "Next: map networks and storage" }).click();
+  await p.getByRole("heading", { name: "Map 3 VMs from vsphere" }).waitFor();
+  // Only what the three use: two networks and two datastores.
+  assert.equal(await p.locator("table.networks tbody tr").count(), 2);
+  assert.equal(await p.locator("table.datastores tbody tr").count(), 2);
+  await p.getByLabel("Network for backend").selectOption("multus:backend-net");
+  await p.getByLabel("StorageClass for ssd-01").fill("replicated");
+  await p.getByLabel("StorageClass for hdd-01").fill("replicated");
+  if (shots) await p.screenshot({ path: path.join(shots, "new-import-mapping.png"), fullPage: true });
+  await p.getByRole("button", { name: "Review" }).click();
+  await p.getByRole("heading", { name: "Review import vsphere-import" }).waitFor();
+  const object = JSON.parse(await p.locator("#application").innerText());
+  assert.deepEqual(object.spec.vms.map((v) => [v.id, v.targetName]),
+    [["vm-1001", "db-00"], ["vm-1017", "db-02"], ["vm-1024", "web-03"]]);
+  assert.deepEqual(object.spec.networks, [
+    { sourceId: "network-1", type: "pod" },
+    { sourceId: "network-2", type: "multus", name: "backend-net" },
+  ]);
+  assert.equal((await apiRequests()).filter((r) => r.method === "POST" && r.path.includes("vmimports")).length, 0,
+    "nothing is created before Import");
+  if (shots) await p.screenshot({ path: path.join(shots, "new-import-review.png"), fullPage: true });
+  await p.getByRole("button", { name: "Import 3 VMs" }).click();
+  await p.getByRole("status").filter({ hasText: "Import vsphere-import was created." }).waitFor();
+  const posts = (await apiRequests()).filter((r) => r.method === "POST" && r.path.includes("vmimports"));
+  assert.deepEqual(posts.map((r) => [r.path.split("?")[0], r.token]),
+    [["/apis/apps.cozystack.io/v1alpha1/namespaces/tenant-demo/vmimports", "admin-token"]]);
+  const inventory = (await apiRequests()).filter((r) => r.path.startsWith("/providers/"));
+  assert.ok(inventory.length >= 16 && inventory.every((r) => r.token === "admin-token"),
+    "the inventory is read with the user's token only");
+  await p.context().close();
 });
 
 test("one VM's import is cancelled after a confirmation, the others go on", async () => {

@@ -12,6 +12,13 @@
 //! on its `resourceVersion` (a 409 otherwise), as the API server does; the stand-in does
 //! not play Forklift acting on them.
 //!
+//! New import: vSphere Provider `vsphere` (Ready, UID [`PROVIDER_UID`]), `vcenter-old`
+//! (not Ready) and the destination `host`; Forklift's inventory of `vsphere` on the same
+//! server (`/providers/vsphere/<UID>/...`, [`super::vsphere`]), which authorizes as
+//! Forklift does (401 without a known token, 403 for `nobody-token`, 404 for an unknown
+//! UID); one NetworkAttachmentDefinition `backend-net`; and the apps API, which keeps
+//! every VMImport created (`StandIn::apps`).
+//!
 //! Tokens: `admin-token` may do everything; `viewer-token` may read but gets 403 on
 //! every write; `nobody-token` is authenticated but may do nothing (and
 //! SelfSubjectAccessReviews answer so); any other token gets 401.
@@ -47,6 +54,14 @@ struct World {
     cancel: Value,
     migration_version: u64,
     race_migration: bool,
+    apps: Vec<Value>,
+    slow_inventory: bool,
+    /// Two more imports: `vm-import-old` (failed) and `vm-import-warm` (warm, copying).
+    more_imports: bool,
+    /// `vm-import-warm-1`'s `spec.cutover`.
+    cutover: Value,
+    /// Migrations created (retries).
+    migrations: Vec<Value>,
 }
 
 impl Default for World {
@@ -60,6 +75,11 @@ impl Default for World {
             cancel: Value::Null,
             migration_version: 1,
             race_migration: false,
+            apps: Vec::new(),
+            slow_inventory: false,
+            more_imports: false,
+            cutover: Value::Null,
+            migrations: Vec::new(),
         }
     }
 }
@@ -78,7 +98,7 @@ fn ago(seconds: i64) -> String {
 }
 
 /// The two imports' Plans, `elapsed` seconds after the stand-in started.
-fn plans(elapsed: u64) -> Vec<Value> {
+fn plans(elapsed: u64, more: bool) -> Vec<Value> {
     let total = 40960;
     let copied = (200 * (elapsed as i64 + 20)).min(total);
     let step = |name: &str, description: &str, phase: &str, done: bool| {
@@ -106,7 +126,26 @@ fn plans(elapsed: u64) -> Vec<Value> {
                             {"name": "VirtualMachineCreation", "description": "Create VM.", "phase": "Completed",
                              "progress": {"completed": 1, "total": 1}, "started": "2026-11-20T09:05:00Z", "completed": "2026-11-20T09:10:00Z"}]})
     };
-    vec![
+    let mut extra = Vec::new();
+    if more {
+        let running = || {
+            json!({"name": "DiskTransfer", "description": "Transfer disks.", "phase": "Running",
+            "annotations": {"unit": "MB"}, "progress": {"completed": 2048, "total": total}, "started": ago(500)})
+        };
+        extra.push(json!({"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Plan",
+        "metadata": {"name": "vm-import-old", "namespace": NS, "uid": "p3"}, "spec": {"warm": false},
+        "status": {"conditions": [{"type": "Failed", "status": "True"}], "migration": {"vms": [
+            done("vm-301", "old-01"),
+            vm("vm-302", "old-02", json!({"name": "DiskTransfer", "description": "Transfer disks.", "phase": "Failed",
+                "annotations": {"unit": "MB"}, "progress": {"completed": 10, "total": total}, "started": ago(550)}),
+               json!({"phase": "CopyDisks", "reasons": ["Source VM disk is locked by a snapshot"]})),
+        ]}}}));
+        extra.push(json!({"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Plan",
+            "metadata": {"name": "vm-import-warm", "namespace": NS, "uid": "p4"}, "spec": {"warm": true},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "Executing", "status": "True"}],
+                       "migration": {"vms": [vm("vm-401", "warm-01", running(), Value::Null)]}}}));
+    }
+    let mut plans = vec![
         json!({"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Plan",
         "metadata": {"name": "vm-import-batch2", "namespace": NS, "uid": "p2"},
         "spec": {"warm": false},
@@ -129,10 +168,28 @@ fn plans(elapsed: u64) -> Vec<Value> {
                "spec": {"warm": false},
                "status": {"conditions": [{"type": "Succeeded", "status": "True"}],
                           "migration": {"vms": [done("vm-101", "web-01")]}}}),
-    ]
+    ];
+    plans.extend(extra);
+    plans
 }
 
 const NS: &str = "tenant-demo";
+
+/// The UID of Provider `vsphere`.
+pub const PROVIDER_UID: &str = "0f3c7a52-vsphere";
+
+fn providers() -> Vec<Value> {
+    let ready = json!({"conditions": [{"type": "Ready", "status": "True", "category": "Required", "message": "The provider is ready."}]});
+    vec![
+        json!({"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Provider", "metadata": {"name": "host", "namespace": NS, "uid": "uid-host"},
+               "spec": {"type": "openshift"}, "status": ready}),
+        json!({"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Provider", "metadata": {"name": "vcenter-old", "namespace": NS, "uid": "uid-old"},
+               "spec": {"type": "vsphere", "url": "https://vcenter-old.example/sdk"},
+               "status": {"conditions": [{"type": "ConnectionTestFailed", "status": "True", "category": "Critical", "message": "Could not connect to the vCenter: x509: certificate signed by unknown authority."}]}}),
+        json!({"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Provider", "metadata": {"name": "vsphere", "namespace": NS, "uid": PROVIDER_UID},
+               "spec": {"type": "vsphere", "url": "https://vcenter.example/sdk"}, "status": ready}),
+    ]
+}
 
 fn status(code: u16, reason: &str, message: &str) -> Response {
     (
@@ -218,6 +275,33 @@ impl StandIn {
         self.world.lock().unwrap().race_migration = true;
     }
 
+    /// Every VMImport created so far.
+    pub fn apps(&self) -> Vec<Value> {
+        self.world.lock().unwrap().apps.clone()
+    }
+
+    /// From now on, two more imports: `vm-import-old`, which failed for one of its two
+    /// VMs (a retry creates a Migration, kept in [`StandIn::migrations`]), and the warm
+    /// `vm-import-warm`, still copying (a cutover patches `vm-import-warm-1`).
+    pub fn with_more_imports(&self) {
+        self.world.lock().unwrap().more_imports = true;
+    }
+
+    /// Migrations created so far.
+    pub fn migrations(&self) -> Vec<Value> {
+        self.world.lock().unwrap().migrations.clone()
+    }
+
+    /// `vm-import-warm-1`'s `spec.cutover`.
+    pub fn cutover(&self) -> Value {
+        self.world.lock().unwrap().cutover.clone()
+    }
+
+    /// From now on, the inventory answers after a minute.
+    pub fn slow_inventory(&self) {
+        self.world.lock().unwrap().slow_inventory = true;
+    }
+
     /// Every API request so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.world.lock().unwrap().seen.clone()
@@ -251,6 +335,26 @@ async fn api(State(s): State<StandIn>, method: Method, uri: Uri, headers: Header
         path: uri.to_string(),
         token: token.clone(),
     });
+    if let Some(rest) = path.strip_prefix("/providers/vsphere/") {
+        // Forklift's inventory: a bare status on refusal (pkg/controller/provider/web/base/auth.go).
+        if s.world.lock().unwrap().slow_inventory {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        }
+        match token.as_str() {
+            "admin-token" | "viewer-token" => {}
+            "nobody-token" => return StatusCode::FORBIDDEN.into_response(),
+            _ => return StatusCode::UNAUTHORIZED.into_response(),
+        }
+        let (uid, collection) = rest.split_once('/').unwrap_or((rest, ""));
+        let collection = collection.trim_end_matches('/');
+        return match (uid == PROVIDER_UID)
+            .then(|| super::vsphere::collection(uid, collection))
+            .flatten()
+        {
+            Some(items) => Json(items).into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        };
+    }
     if !["admin-token", "viewer-token", "nobody-token"].contains(&token.as_str()) {
         return status(401, "Unauthorized", "Unauthorized");
     }
@@ -300,14 +404,85 @@ async fn api(State(s): State<StandIn>, method: Method, uri: Uri, headers: Header
             json!({"metadata": {"name": "tenant-other"}}),
         ]),
         ("GET", p) if p == format!("{base}/virtualmachines") => list(vms()),
-        ("GET", p) if p == format!("/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/plans") => {
-            let elapsed = s.world.lock().unwrap().started.elapsed().as_secs();
-            list(plans(elapsed))
+        ("GET", p) if p == format!("/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/providers") => list(providers()),
+        ("GET", p)
+            if p.starts_with(&format!(
+                "/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/providers/"
+            )) =>
+        {
+            let name = p.rsplit('/').next().unwrap();
+            providers()
+                .into_iter()
+                .find(|v| v["metadata"]["name"] == name)
+                .map_or_else(|| status(404, "NotFound", "not found"), |v| Json(v).into_response())
         }
-        ("GET", p) if p == format!("/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/migrations") => list(vec![
-            json!({"metadata": {"name": "vm-import-demo-1", "creationTimestamp": "2026-11-20T08:39:00Z"}, "spec": {"plan": {"name": "vm-import-demo", "namespace": NS}}}),
-            s.batch2_migration(),
-        ]),
+        ("GET", p) if p == format!("/apis/k8s.cni.cncf.io/v1/namespaces/{NS}/network-attachment-definitions") => {
+            list(vec![json!({"metadata": {"name": "backend-net", "namespace": NS}})])
+        }
+        ("GET", p) if p == format!("/apis/apps.cozystack.io/v1alpha1/namespaces/{NS}/vmimports") => {
+            list(s.world.lock().unwrap().apps.clone())
+        }
+        ("POST", p) if p == format!("/apis/apps.cozystack.io/v1alpha1/namespaces/{NS}/vmimports") => {
+            let app: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let mut w = s.world.lock().unwrap();
+            if w.apps.iter().any(|a| a["metadata"]["name"] == app["metadata"]["name"]) {
+                return status(409, "AlreadyExists", "vmimports.apps.cozystack.io already exists");
+            }
+            if app["spec"]["vms"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|vm| vm["targetName"] == "refused-by-apps"))
+            {
+                return status(
+                    422,
+                    "Invalid",
+                    "VMImport.apps.cozystack.io \"x\" is invalid: spec.vms[0].targetName: Invalid value",
+                );
+            }
+            w.apps.push(app.clone());
+            (StatusCode::CREATED, Json(app)).into_response()
+        }
+        ("GET", p) if p == format!("/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/plans") => {
+            let (elapsed, more) = {
+                let w = s.world.lock().unwrap();
+                (w.started.elapsed().as_secs(), w.more_imports)
+            };
+            list(plans(elapsed, more))
+        }
+        ("GET", p) if p == format!("/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/migrations") => {
+            let mut items = vec![
+                json!({"metadata": {"name": "vm-import-demo-1", "creationTimestamp": "2026-11-20T08:39:00Z"}, "spec": {"plan": {"name": "vm-import-demo", "namespace": NS}}}),
+                s.batch2_migration(),
+            ];
+            let w = s.world.lock().unwrap();
+            if w.more_imports {
+                items.push(json!({"metadata": {"name": "vm-import-old-1", "creationTimestamp": ago(700)}, "spec": {"plan": {"name": "vm-import-old", "namespace": NS}}}));
+                items.push(
+                    json!({"metadata": {"name": "vm-import-warm-1", "creationTimestamp": ago(700)},
+                                  "spec": {"plan": {"name": "vm-import-warm", "namespace": NS}, "cutover": w.cutover}}),
+                );
+            }
+            items.extend(w.migrations.iter().cloned());
+            list(items)
+        }
+        ("POST", p) if p == format!("/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/migrations") => {
+            let mut migration: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let prefix = migration["metadata"]["generateName"]
+                .as_str()
+                .unwrap_or("m-")
+                .to_owned();
+            migration["metadata"]["name"] = json!(format!("{prefix}x7k2p"));
+            migration["metadata"]["creationTimestamp"] = json!(ago(0));
+            s.world.lock().unwrap().migrations.push(migration.clone());
+            (StatusCode::CREATED, Json(migration)).into_response()
+        }
+        ("PATCH", p)
+            if p == format!("/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/migrations/vm-import-warm-1") =>
+        {
+            let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let mut w = s.world.lock().unwrap();
+            w.cutover = patch.pointer("/spec/cutover").cloned().unwrap_or(Value::Null);
+            Json(json!({"metadata": {"name": "vm-import-warm-1"}, "spec": {"cutover": w.cutover}})).into_response()
+        }
         ("GET", p)
             if p == format!("/apis/forklift.konveyor.io/v1beta1/namespaces/{NS}/migrations/vm-import-batch2-1") =>
         {
