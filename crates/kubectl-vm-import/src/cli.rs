@@ -84,6 +84,12 @@ pub enum Command {
         watch: bool,
     },
     /// Show how far a VM's full adoption got.
+    /// List the namespace's import sources (Forklift vSphere Providers) and whether
+    /// each is Ready.
+    Sources,
+    /// List a source's VMs from Forklift's inventory, with your own token: folder, power,
+    /// sizes, networks, and whether each can be imported here.
+    SourceVms(SourceVmsArgs),
     Status {
         /// The VM.
         vm: String,
@@ -94,6 +100,26 @@ pub enum Command {
 }
 
 /// `vnc`'s and `console`'s options.
+#[derive(Clone, Debug, Args)]
+pub struct SourceVmsArgs {
+    /// The source: a vSphere Provider of the namespace.
+    #[arg(value_parser = dns1123_label)]
+    pub provider: String,
+    /// Only VMs whose name, folder, guest OS or id contains this (any case).
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// Forklift's inventory service (`https://forklift-inventory.<namespace>.svc:8443`,
+    /// or a local port-forward to it).
+    #[arg(long, env = "VM_IMPORT_INVENTORY_URL")]
+    pub inventory_url: Option<String>,
+    /// The CA bundle (PEM) that signs the inventory's certificate.
+    #[arg(long, env = "VM_IMPORT_INVENTORY_CA_FILE")]
+    pub inventory_ca_file: Option<std::path::PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
 #[derive(Clone, Debug, Args)]
 pub struct StreamArgs {
     /// The VM.

@@ -52,6 +52,24 @@ pub async fn run(cli: Cli) -> Result<String, PluginError> {
             ops::watch_imports(&client, &namespace, plan.as_deref(), |text| println!("{text}")).await?;
             return Ok(String::new());
         }
+        Command::Sources => ops::sources(&client, &namespace).await,
+        Command::SourceVms(args) => {
+            let access = ops::InventoryAccess {
+                url: args.inventory_url.clone(),
+                ca_file: args.inventory_ca_file.clone(),
+            };
+            let connection = cli.connection.clone().into();
+            ops::source_vms(
+                &connection,
+                &client,
+                &namespace,
+                &args.provider,
+                &access,
+                &args.name,
+                args.output.into(),
+            )
+            .await
+        }
         Command::Status { vm, output } => ops::status(&client, &namespace, vm, (*output).into()).await,
         Command::Adopt(args) => ops::adopt(&client, &namespace, &args.into(), |line| eprintln!("{line}")).await,
         Command::Start { vm } => ops::power(&client, &namespace, vm, "start").await,

@@ -111,6 +111,25 @@ pub enum ClientError {
     /// A watch failed.
     #[error("the watch failed: {0}")]
     Watch(String),
+    /// Forklift's inventory service could not be read.
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::InventoryError),
+    /// No such source (a vSphere Provider of the namespace).
+    #[error("no vSphere Provider {provider} in namespace {namespace} (see `kubectl vm-import sources`)")]
+    NoSuchSource {
+        /// Namespace.
+        namespace: String,
+        /// Provider name.
+        provider: String,
+    },
+    /// The source cannot be used yet.
+    #[error("Provider {0}")]
+    SourceNotReady(String),
+    /// The kubeconfig has no bearer token for the inventory to check.
+    #[error(
+        "Forklift's inventory authorizes bearer tokens only, and this kubeconfig's user has none (use a kubeconfig with a token, as Cozystack's tenant kubeconfigs have)"
+    )]
+    NoToken,
     /// Another API error.
     #[error("{0}")]
     Api(String),
@@ -125,33 +144,145 @@ fn api_error(what: &str, e: kube::Error) -> ClientError {
     }
 }
 
-/// A client and the namespace to work in, from the user's kubeconfig.
-pub async fn connect(connection: &Connection) -> Result<(Client, String), ClientError> {
+/// The user's kubeconfig, as kubectl reads it.
+async fn config(connection: &Connection) -> Result<Config, ClientError> {
     let options = KubeConfigOptions {
         context: connection.context.clone(),
         ..Default::default()
     };
-    let config = match (&connection.kubeconfig, &connection.context) {
+    match (&connection.kubeconfig, &connection.context) {
         (Some(path), _) => {
             let kubeconfig = Kubeconfig::read_from(path).map_err(|e| ClientError::NoCluster(e.to_string()))?;
             Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
-                .map_err(|e| ClientError::NoCluster(e.to_string()))?
+                .map_err(|e| ClientError::NoCluster(e.to_string()))
         }
         (None, Some(_)) => Config::from_kubeconfig(&options)
             .await
-            .map_err(|e| ClientError::NoCluster(e.to_string()))?,
+            .map_err(|e| ClientError::NoCluster(e.to_string())),
         // $KUBECONFIG, ~/.kube/config, or in-cluster, as kubectl does.
-        (None, None) => Config::infer()
-            .await
-            .map_err(|e| ClientError::NoCluster(e.to_string()))?,
-    };
+        (None, None) => Config::infer().await.map_err(|e| ClientError::NoCluster(e.to_string())),
+    }
+}
+
+/// A client and the namespace to work in, from the user's kubeconfig.
+pub async fn connect(connection: &Connection) -> Result<(Client, String), ClientError> {
+    let config = config(connection).await?;
     let namespace = connection
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
     let client = Client::try_from(config).map_err(|e| ClientError::NoCluster(e.to_string()))?;
     Ok((client, namespace))
+}
+
+/// Where Forklift's inventory service is, for `source-vms`.
+#[derive(Clone, Debug, Default)]
+pub struct InventoryAccess {
+    /// Its URL (`https://forklift-inventory.<namespace>.svc:8443`, or a port-forward).
+    pub url: Option<String>,
+    /// The CA bundle (PEM file) that signs its certificate.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// A client of Forklift's inventory carrying the kubeconfig user's bearer token and
+/// nothing else: the inventory checks it with a TokenReview and a SubjectAccessReview.
+async fn inventory_client(connection: &Connection, access: &InventoryAccess) -> Result<Client, ClientError> {
+    use secrecy::ExposeSecret;
+    let url = access
+        .url
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .ok_or(ClientError::Inventory(crate::inventory::InventoryError::NotConfigured))?;
+    let user = config(connection).await?.auth_info;
+    let token = match (&user.token, &user.token_file) {
+        (Some(token), _) => token.expose_secret().to_owned(),
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .map_err(|e| ClientError::NoCluster(format!("the kubeconfig's token file {file}: {e}")))?
+            .trim()
+            .to_owned(),
+        (None, None) => return Err(ClientError::NoToken),
+    };
+    let mut cluster = serde_json::json!({"server": url.trim_end_matches('/')});
+    if let Some(ca) = &access.ca_file {
+        cluster["certificate-authority"] = serde_json::json!(ca);
+    }
+    let kubeconfig: Kubeconfig = serde_json::from_value(serde_json::json!({
+        "clusters": [{"name": "inventory", "cluster": cluster}],
+        "users": [{"name": "user", "user": {"token": token}}],
+        "contexts": [{"name": "inventory", "context": {"cluster": "inventory", "user": "user"}}],
+        "current-context": "inventory",
+    }))
+    .map_err(|e| ClientError::NoCluster(e.to_string()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| ClientError::NoCluster(format!("the inventory's URL or CA: {e}")))?;
+    Client::try_from(config).map_err(|e| ClientError::NoCluster(e.to_string()))
+}
+
+/// The namespace's vSphere Providers, the sources an import can choose VMs from.
+pub async fn sources(client: &Client, namespace: &str) -> Result<String, ClientError> {
+    let providers = forklift(client, namespace, "Provider", "providers")
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_error("listing Providers", e))?;
+    Ok(text::sources_table(&crate::newimport::sources_of(&json_items(
+        providers,
+    ))))
+}
+
+/// A source's VMs from Forklift's inventory, read with the user's own token; those
+/// whose name, folder, guest OS or id contains `name` (all when empty), each with
+/// whether it can be imported here.
+pub async fn source_vms(
+    connection: &Connection,
+    client: &Client,
+    namespace: &str,
+    provider: &str,
+    access: &InventoryAccess,
+    name: &str,
+    output: Output,
+) -> Result<String, ClientError> {
+    let found = forklift(client, namespace, "Provider", "providers")
+        .get_opt(provider)
+        .await
+        .map_err(|e| api_error("reading the Provider", e))?
+        .map(|p| serde_json::to_value(p).unwrap_or(Value::Null))
+        .filter(|p| p["spec"]["type"] == "vsphere");
+    let Some(source) = found else {
+        return Err(ClientError::NoSuchSource {
+            namespace: namespace.to_owned(),
+            provider: provider.to_owned(),
+        });
+    };
+    if let Some(why) = crate::newimport::not_ready(&source) {
+        return Err(ClientError::SourceNotReady(format!("{provider} is {why}")));
+    }
+    let uid = source["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+    let inventory_client = inventory_client(connection, access).await?;
+    let (vm_api, plan_api, all) = (
+        vms(client, Some(namespace)),
+        forklift(client, namespace, "Plan", "plans"),
+        ListParams::default(),
+    );
+    let (loaded, vm_list, plan_list) = futures::join!(
+        crate::inventory::load(&inventory_client, provider, &uid, crate::inventory::INVENTORY_TIMEOUT),
+        vm_api.list(&all),
+        plan_api.list(&all),
+    );
+    let inventory = loaded?;
+    // What is already imported or in a Plan: optional detail for a user who may not list them.
+    let taken = crate::newimport::taken(
+        &vm_list.map(json_items).unwrap_or_default(),
+        &plan_list.map(json_items).unwrap_or_default(),
+        &[],
+    );
+    let rows = text::source_vm_rows(&inventory, &taken, name);
+    match output {
+        Output::Table => Ok(text::source_vms_table(&rows)),
+        Output::Json => serde_json::to_string_pretty(&rows).map_err(|e| ClientError::Api(e.to_string())),
+        Output::Yaml => serde_yaml_ng::to_string(&rows).map_err(|e| ClientError::Api(e.to_string())),
+    }
 }
 
 fn forklift(client: &Client, namespace: &str, kind: &str, plural: &str) -> Api<DynamicObject> {

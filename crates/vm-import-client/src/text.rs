@@ -307,3 +307,123 @@ mod tests {
         assert!(status_text(&a).contains("Phase:       HandingOffDisks"));
     }
 }
+
+/// The namespace's sources, as `kubectl vm-import sources` prints them.
+pub fn sources_table(sources: &[crate::newimport::Source]) -> String {
+    if sources.is_empty() {
+        return "No vSphere Provider in this namespace.\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = sources
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                if s.not_ready.is_none() { "True" } else { "False" }.to_owned(),
+                s.url.clone(),
+                s.not_ready.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "READY", "URL", "REASON"], &rows)
+}
+
+/// One source VM, as `kubectl vm-import source-vms` prints it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceVmRow {
+    /// Its name in vSphere.
+    pub name: String,
+    /// Its managed object id, as the vm-import chart's `vms[].id` takes it.
+    pub id: String,
+    /// Its folder path.
+    pub folder: String,
+    /// `poweredOn` or `poweredOff`.
+    pub power_state: String,
+    /// Virtual CPUs.
+    pub cpus: i64,
+    /// Memory in MiB.
+    pub memory_mib: i64,
+    /// Its disks' total size in GiB.
+    pub disk_gib: i64,
+    /// Its networks, by name.
+    pub networks: Vec<String>,
+    /// Forklift's concerns, `Category: label`.
+    pub concerns: Vec<String>,
+    /// Why it cannot be imported here, if it cannot.
+    pub blocked: Option<String>,
+}
+
+/// A source's VMs matching `name` (see [`crate::newimport::matches`]), in inventory order.
+pub fn source_vm_rows(
+    inventory: &crate::inventory::Inventory,
+    taken: &crate::newimport::Taken,
+    name: &str,
+) -> Vec<SourceVmRow> {
+    inventory
+        .vms
+        .iter()
+        .filter_map(|vm| {
+            let folder = inventory.folder_path(vm);
+            crate::newimport::matches(vm, &folder, name).then(|| SourceVmRow {
+                name: vm.name.clone(),
+                id: vm.id.clone(),
+                folder,
+                power_state: vm.power_state.clone(),
+                cpus: vm.cpu_count,
+                memory_mib: vm.memory_mb,
+                disk_gib: vm.disk_bytes() >> 30,
+                networks: vm
+                    .networks
+                    .iter()
+                    .map(|n| inventory.network_name(&n.id).to_owned())
+                    .collect(),
+                concerns: vm
+                    .concerns
+                    .iter()
+                    .map(|c| format!("{}: {}", c.category, c.label))
+                    .collect(),
+                blocked: taken.reason(vm),
+            })
+        })
+        .collect()
+}
+
+/// Source VMs as a table.
+pub fn source_vms_table(rows: &[SourceVmRow]) -> String {
+    if rows.is_empty() {
+        return "No VM matches.\n".to_owned();
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.id.clone(),
+                r.folder.clone(),
+                r.power_state.trim_start_matches("powered").to_owned(),
+                r.cpus.to_string(),
+                format!("{}Mi", r.memory_mib),
+                format!("{}Gi", r.disk_gib),
+                r.networks.join(","),
+                match &r.blocked {
+                    Some(why) => format!("no: {why}"),
+                    None => "yes".to_owned(),
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "ID",
+            "FOLDER",
+            "POWER",
+            "CPU",
+            "MEMORY",
+            "DISKS",
+            "NETWORKS",
+            "IMPORTABLE",
+        ],
+        &cells,
+    )
+}
