@@ -14,6 +14,8 @@
 //! - [`tenant`]: a test namespace holding what Forklift would create;
 //! - [`kubevirt`], [`virt_api`]: KubeVirt's part, served through the aggregation layer,
 //!   with [`rfb`] reading the keys a VNC viewer types;
+//! - [`inventory`]: Forklift's inventory service and Cozystack's apps API, for New
+//!   import;
 //! - [`ceiling`]: the API server's own time for adoption's writes, for the load harness.
 #![forbid(unsafe_code)]
 
@@ -22,6 +24,7 @@ pub mod cluster;
 pub mod flux;
 pub mod handoff;
 pub mod harness;
+pub mod inventory;
 pub mod kubevirt;
 pub mod objects;
 pub mod process;
