@@ -257,3 +257,217 @@ async fn a_tenant_chooses_maps_reviews_and_imports_and_the_api_server_validates_
     cluster::delete_namespace(&client, &ns).await.unwrap();
     cluster::delete_namespace(&client, &other).await.unwrap();
 }
+
+/// Forklift's status of the journey's Plan: while `walking`, db-00 copies its disk (more
+/// each `round`), db-01 has failed its copy with Forklift's error, db-02 allocates; once
+/// done, db-00 and db-02 succeeded and db-01 stays failed.
+fn journey_status(round: u64, walking: bool) -> Value {
+    let condition = |kind: &str| {
+        json!({"type": kind, "status": "True", "category": "Advisory", "reason": "",
+               "lastTransitionTime": "2026-12-07T10:00:00Z", "message": ""})
+    };
+    // Named, and each step begun or done when Forklift says so.
+    let named = |mut entry: Value, name: &str| {
+        entry["name"] = json!(name);
+        for step in entry["pipeline"].as_array_mut().unwrap() {
+            if step["phase"] != "Pending" {
+                step["started"] = json!("2026-12-07T10:00:00Z");
+            }
+            if step["phase"] == "Completed" {
+                step["completed"] = json!("2026-12-07T10:01:00Z");
+            }
+        }
+        entry
+    };
+    let mut failed = named(objects::pipeline_entry("vm-1009", 3, 5, 10240), "db-01");
+    failed["error"] = json!({"phase": "DiskTransferV2v", "reasons": ["Unable to connect to vddk data source: NFC connection refused"]});
+    if walking {
+        let copying = named(
+            objects::pipeline_entry("vm-1001", 3, (10 + round * 5).min(95), 20480),
+            "db-00",
+        );
+        let allocating = named(objects::pipeline_entry("vm-1017", 1, 50, 10240), "db-02");
+        json!({"conditions": [condition("Ready"), condition("Executing")],
+               "migration": {"started": "2026-12-07T10:00:00Z", "vms": [copying, failed, allocating]}})
+    } else {
+        let mut status = objects::plan_status(&[], &["vm-1001".to_owned(), "vm-1017".to_owned()]);
+        status["migration"]["vms"].as_array_mut().unwrap().push(failed);
+        status["conditions"] = json!([condition("Failed")]);
+        status
+    }
+}
+
+/// Runs one phase of `journey.mjs` in Chromium; its findings.
+async fn journey(console: &str, ns: &str, token: &str, phase: &str, plan: &str) -> Value {
+    let out = tokio::process::Command::new("node")
+        .arg(repository().join("crates/vm-import-console/tests/browser/journey.mjs"))
+        .env("JOURNEY_URL", console)
+        .env("JOURNEY_NS", ns)
+        .env("JOURNEY_TOKEN", token)
+        .env("JOURNEY_PHASE", phase)
+        .env("JOURNEY_PLAN", plan)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let found: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
+    println!("journey: {found}");
+    assert_eq!(found["error"], Value::Null, "{found}");
+    assert_eq!(found["pageErrors"], Value::Null, "{found}");
+    found
+}
+
+/// Installs the vm-import chart with `values` as Cozystack would for a VMImport: the
+/// chart rendered by Helm as release `release`, each object applied.
+async fn install(client: &kube::Client, ns: &str, release: &str, values: &Value) -> usize {
+    let file = std::env::temp_dir().join(format!("{ns}-values.json"));
+    std::fs::write(&file, serde_json::to_vec(values).unwrap()).unwrap();
+    let docs = chart_tests::Helm::V4
+        .template(&repository().join("packages/apps/vm-import"), release, ns, &[&file])
+        .unwrap_or_else(|e| panic!("{e}"));
+    for doc in &docs {
+        let kind = doc["kind"].as_str().unwrap();
+        let plural = format!("{}s", kind.to_lowercase());
+        let api = cluster::dynamic(client, doc["apiVersion"].as_str().unwrap(), kind, &plural, ns);
+        let name = doc["metadata"]["name"].as_str().unwrap();
+        let object: kube::api::DynamicObject = serde_json::from_value(doc.clone()).unwrap();
+        api.patch(name, &PatchParams::apply("cozystack").force(), &Patch::Apply(object))
+            .await
+            .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
+    }
+    docs.len()
+}
+
+#[tokio::test]
+#[ignore = "needs the project's control plane and Chromium: make e2e"]
+async fn a_tenant_imports_in_chromium_and_follows_it_to_adoption() {
+    let client = cluster::client().await.unwrap_or_else(|e| panic!("{e}"));
+    cluster::ensure_crds(&client, &repository().join("testdata"))
+        .await
+        .unwrap();
+    let schema: Value = serde_json::from_slice(
+        &std::fs::read(repository().join("packages/apps/vm-import/values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    forklift::ensure_vmimport_crd(&client, &schema).await.unwrap();
+    let ns = cluster::namespace(&client, "vm-import-e2e-journey").await.unwrap();
+    let providers = cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Provider", "providers", &ns);
+    cluster::create(&providers, objects::provider("vsphere", &ns))
+        .await
+        .unwrap();
+    providers
+        .patch_status(
+            "vsphere",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [
+                {"type": "Ready", "status": "True", "category": "Required", "reason": "Tested",
+                 "message": "The provider is ready.", "lastTransitionTime": "2026-12-07T10:00:00Z"}]}})),
+        )
+        .await
+        .unwrap();
+    // A tenant as Cozystack's roles make one: an import's objects, and what the
+    // Imported VMs list reads.
+    let mut rules = tenant_rules();
+    rules.as_array_mut().unwrap().extend([
+        json!({"apiGroups": ["kubevirt.io"], "resources": ["virtualmachineinstances"], "verbs": ["get", "list"]}),
+        json!({"apiGroups": [""], "resources": ["configmaps", "events", "persistentvolumeclaims"], "verbs": ["get", "list"]}),
+        json!({"apiGroups": ["vm-import.cozystack.io"], "resources": ["vmadoptions"], "verbs": ["get", "list"]}),
+    ]);
+    let tenant = account(&client, &ns, "tenant", rules).await;
+    let (url, _) = forklift::serve(client.clone()).await.unwrap();
+    let app = router(AppState {
+        target: target(None),
+        secure_cookies: false,
+        default_namespace: None,
+        permissions: Default::default(),
+        metrics: Default::default(),
+        streams: Default::default(),
+        inventory: Some(InventorySource {
+            target: target(Some(url)),
+            timeout: Duration::from_secs(10),
+        }),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let console = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let controller = vm_import_e2e::harness::start(&client, None);
+
+    // 1. In Chromium: three VMs of 200 found by search, mapped, reviewed, imported.
+    let found = journey(&console, &ns, &tenant, "import", "").await;
+    assert_eq!(found["networks"], json!(["network-1", "network-2", "network-3"]));
+    assert_eq!(found["datastores"], json!(["datastore-1", "datastore-2"]));
+    let apps = cluster::dynamic(&client, "apps.cozystack.io/v1alpha1", "VMImport", "vmimports", &ns);
+    let created = apps.get("db-batch").await.unwrap();
+
+    // 2. Cozystack installs the chart with those values; Forklift walks the Plan.
+    let release = "vm-import-db-batch";
+    let applied = install(&client, &ns, release, &created.data["spec"]).await;
+    assert!(
+        applied >= 5,
+        "destination Provider, maps, Plan and Migration: {applied}"
+    );
+    let plans = cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Plan", "plans", &ns);
+    let plan = plans.get(release).await.unwrap();
+    assert_eq!(
+        plan.data["spec"]["vms"],
+        json!([
+            {"id": "vm-1001", "name": "db-00", "targetName": "db-00"},
+            {"id": "vm-1009", "name": "db-01", "targetName": "db-01"},
+            {"id": "vm-1017", "name": "db-02", "targetName": "db-02"}
+        ]),
+        "the chart's Plan lists the chosen VMs"
+    );
+    let walking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let walker = tokio::spawn({
+        let (plans, walking) = (plans.clone(), walking.clone());
+        async move {
+            let mut round = 0;
+            while walking.load(std::sync::atomic::Ordering::SeqCst) {
+                cluster::set_plan_status(&plans, release, journey_status(round, true))
+                    .await
+                    .unwrap();
+                round += 1;
+                tokio::time::sleep(Duration::from_millis(700)).await;
+            }
+        }
+    });
+
+    // 3. In Chromium: the steps move without a reload, and the stuck VM says why.
+    let found = journey(&console, &ns, &tenant, "follow", release).await;
+    assert_eq!(found["reloads"], 0, "{found}");
+    assert!(
+        found["stuck"].as_str().unwrap().contains("NFC connection refused"),
+        "{found}"
+    );
+    walking.store(false, std::sync::atomic::Ordering::SeqCst);
+    walker.await.unwrap();
+
+    // 4. Forklift creates the two VMs that succeeded; the controller adopts them.
+    let tenant_world = vm_import_e2e::tenant::Tenant::of(client.clone(), ns.clone());
+    let uid = plan.metadata.uid.clone().unwrap();
+    let pvcs = cluster::dynamic(&client, "v1", "PersistentVolumeClaim", "persistentvolumeclaims", &ns);
+    for (id, name) in [("vm-1001", "db-00"), ("vm-1017", "db-02")] {
+        let labels = objects::forklift_labels(&uid, release, &ns, id, true);
+        let vm = cluster::create(&tenant_world.vms, objects::vm(name, labels.clone()))
+            .await
+            .unwrap();
+        cluster::create(&pvcs, objects::pvc(name, &vm.metadata.uid.unwrap(), labels))
+            .await
+            .unwrap();
+    }
+    cluster::set_plan_status(&plans, release, journey_status(0, false))
+        .await
+        .unwrap();
+    for vm in ["db-00", "db-02"] {
+        tenant_world.wait_adopted(vm, Duration::from_secs(30)).await.unwrap();
+    }
+
+    // 5. In Chromium: the adopted VMs in Imported VMs.
+    let found = journey(&console, &ns, &tenant, "adopted", "").await;
+    assert_eq!(found["vms"], json!(["db-00", "db-02"]), "{found}");
+    assert!(found["labelled"].as_str().unwrap().contains(release), "{found}");
+
+    controller.stop().await;
+    cluster::delete_namespace(&client, &ns).await.unwrap();
+}
