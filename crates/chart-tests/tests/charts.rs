@@ -332,6 +332,12 @@ fn plan_references_what_the_chart_renders() {
         migration["spec"]["plan"],
         serde_json::json!({"name": "vm-import-demo", "namespace": NS})
     );
+    assert_eq!(
+        migration["spec"]["cutover"], "2026-12-24T18:30:00Z",
+        "a warm import's cutover"
+    );
+    let minimal = one(&render("minimal.yaml"), "Migration").clone();
+    assert!(minimal["spec"].get("cutover").is_none(), "no cutover unless asked");
 
     let source = of_kind(&docs, "Provider")
         .into_iter()

@@ -160,7 +160,8 @@ async fn a_tenant_chooses_maps_reviews_and_imports_and_the_api_server_validates_
 
     // Review three of them: nothing is created before the confirmation.
     let choice = "vm=vm-1001&vm=vm-1009&vm=vm-1017&net.network-1=pod&net.network-2=ignored&net.network-3=pod\
-                  &ds.datastore-1=replicated&ds.datastore-2=replicated&app=db-batch&type=cold&adoption=full";
+                  &ds.datastore-1=replicated&ds.datastore-2=replicated&app=db-batch&type=warm\
+                  &cutover=2026-12-24T18%3A30&adoption=full";
     let (status, body) = send(&app, get(&format!("{new}/review?{choice}"), &tenant)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let apps = cluster::dynamic(&client, "apps.cozystack.io/v1alpha1", "VMImport", "vmimports", &ns);
@@ -197,7 +198,8 @@ async fn a_tenant_chooses_maps_reviews_and_imports_and_the_api_server_validates_
                 {"id": "vm-1009", "name": "db-01", "targetName": "db-01"},
                 {"id": "vm-1017", "name": "db-02", "targetName": "db-02"}
             ],
-            "migrationType": "cold", "start": true, "enableAdoption": true, "adoptionMode": "full",
+            "migrationType": "warm", "cutover": "2026-12-24T18:30:00Z",
+            "start": true, "enableAdoption": true, "adoptionMode": "full",
             // The schema's defaults, filled in by the API server.
             "destination": {"existingProvider": ""},
             "stopVMsForFullAdoption": false,

@@ -191,6 +191,8 @@ pub struct Draft {
     pub storage: BTreeMap<String, String>,
     /// A warm import (copy while the source runs) instead of a cold one.
     pub warm: bool,
+    /// A warm import's cutover time as typed (`YYYY-MM-DDTHH:MM`, UTC); empty: none yet.
+    pub cutover: String,
     /// Turn the imported VMs into Cozystack VMInstances (full adoption).
     pub full_adoption: bool,
 }
@@ -305,6 +307,9 @@ pub fn check(draft: &Draft, inventory: &Inventory, taken: &Taken, attachments: O
             ));
         }
     }
+    if let Some(Err(e)) = cutover(draft) {
+        problems.push(problem("cutover", format!("the cutover time: {e}")));
+    }
     let (networks, datastores) = needed(inventory, draft.vms.keys());
     for id in &networks {
         let field = format!("net.{id}");
@@ -349,6 +354,14 @@ pub fn check(draft: &Draft, inventory: &Inventory, taken: &Taken, attachments: O
     problems
 }
 
+/// A warm draft's cutover time as the chart's `cutover` takes it (RFC 3339, UTC); `None`
+/// for a cold draft or when none was given.
+fn cutover(draft: &Draft) -> Option<Result<String, String>> {
+    let typed = draft.cutover.trim();
+    (draft.warm && !typed.is_empty())
+        .then(|| crate::imports::cutover_time(typed, k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
+}
+
 /// The vm-import chart's values for a draft: the Provider reused, the networks and
 /// datastores the chosen VMs use and nothing else, each VM with its source name and target
 /// name, and adoption on.
@@ -377,7 +390,7 @@ pub fn values(draft: &Draft, inventory: &Inventory) -> Value {
             json!({"id": id, "name": name, "targetName": target})
         })
         .collect();
-    json!({
+    let mut values = json!({
         "source": {"existingProvider": draft.provider},
         "networks": networks,
         "storage": storage,
@@ -386,7 +399,11 @@ pub fn values(draft: &Draft, inventory: &Inventory) -> Value {
         "start": true,
         "enableAdoption": true,
         "adoptionMode": if draft.full_adoption { "full" } else { "labels" },
-    })
+    });
+    if let Some(Ok(at)) = cutover(draft) {
+        values["cutover"] = json!(at);
+    }
+    values
 }
 
 /// The VMImport application to create for a draft, exactly as it is sent.
@@ -536,6 +553,26 @@ mod tests {
                 "migrationType": "cold", "start": true, "enableAdoption": true, "adoptionMode": "labels"
             })
         );
+    }
+
+    #[test]
+    fn a_warm_drafts_cutover_time_goes_to_the_chart_in_utc() {
+        let mut d = draft();
+        d.warm = true;
+        d.cutover = "2026-12-24T18:30".into();
+        assert_eq!(values(&d, &inventory())["cutover"], "2026-12-24T18:30:00Z");
+        d.cutover = "Christmas".into();
+        let attachments = ["backend".to_owned()];
+        let problems = check(&d, &inventory(), &Taken::default(), Some(&attachments));
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, "cutover");
+        assert!(values(&d, &inventory()).get("cutover").is_none());
+        d.warm = false;
+        assert!(
+            check(&d, &inventory(), &Taken::default(), Some(&attachments)).is_empty(),
+            "a cold import ignores it"
+        );
+        assert!(values(&d, &inventory()).get("cutover").is_none());
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub fn choice(provider: &str, params: &[(String, String)], inventory: &Inventory
             }
             "app" => draft.app = value.trim().to_owned(),
             "type" => draft.warm = value == "warm",
+            "cutover" => draft.cutover = value.trim().to_owned(),
             "adoption" => draft.full_adoption = value == "full",
             _ => {}
         }
@@ -106,6 +107,7 @@ fn carried(draft: &Draft, vms: bool, names: bool, mappings: bool, settings: bool
         @if settings {
             @if !draft.app.is_empty() { (hidden("app", &draft.app)) }
             (hidden("type", if draft.warm { "warm" } else { "cold" }))
+            @if !draft.cutover.is_empty() { (hidden("cutover", &draft.cutover)) }
             (hidden("adoption", if draft.full_adoption { "full" } else { "labels" }))
         }
     }
@@ -314,6 +316,9 @@ pub fn mapping(
                     legend { "Copy" }
                     label { input type="radio" name="type" value="cold" checked[!draft.warm]; " Cold: shut each source VM down, then copy" }
                     label { input type="radio" name="type" value="warm" checked[draft.warm]; " Warm: copy while it runs, then cut over" }
+                    label { "Warm only: cut over at (UTC; empty: later, from the import's page) "
+                        input type="datetime-local" name="cutover" value=(draft.cutover) aria-label="Cutover time (UTC)"; }
+                    (field_problems(problems, "cutover"))
                 }
                 fieldset.inline {
                     legend { "Adoption" }
@@ -404,6 +409,9 @@ pub fn query_of(draft: &Draft, with_mappings: bool) -> String {
         q.append_pair("app", &draft.app);
     }
     q.append_pair("type", if draft.warm { "warm" } else { "cold" });
+    if !draft.cutover.is_empty() {
+        q.append_pair("cutover", &draft.cutover);
+    }
     q.append_pair("adoption", if draft.full_adoption { "full" } else { "labels" });
     q.finish()
 }
@@ -422,7 +430,11 @@ pub fn review(namespace: &str, inventory: &Inventory, draft: &Draft, app: &Value
             (steps(3))
             dl.facts {
                 dt { "Source" } dd { (draft.provider) }
-                dt { "Copy" } dd { @if draft.warm { "Warm" } @else { "Cold: each source VM is shut down first" } }
+                dt { "Copy" } dd {
+                    @if !draft.warm { "Cold: each source VM is shut down first" }
+                    @else if let Some(at) = app["spec"]["cutover"].as_str() { "Warm, cut over at " (at) }
+                    @else { "Warm; cut over later, from the import's page" }
+                }
                 dt { "Adoption" } dd { @if draft.full_adoption { "Full: Cozystack VMInstances" } @else { "Labels and records" } }
             }
             h2 { (draft.vms.len()) " VMs" }
@@ -507,6 +519,7 @@ mod tests {
                 ("ds.datastore-1", "replicated"),
                 ("app", "web"),
                 ("type", "warm"),
+                ("cutover", "2026-12-24T18:30"),
                 ("adoption", "full"),
                 ("q", "web"),
                 ("page", "0"),

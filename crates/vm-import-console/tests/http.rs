@@ -1011,7 +1011,7 @@ async fn a_review_names_every_problem_and_creates_nothing() {
     assert!(standin.seen().iter().all(|s| s.method == "GET"));
 }
 
-const GOOD: &str = "vm=vm-1000&vm=vm-1001&vm=vm-1009&name.vm-1009=db-01x&net.network-1=pod&net.network-2=multus:backend-net&net.network-3=ignored&ds.datastore-1=replicated&ds.datastore-2=local&app=web-batch&type=warm";
+const GOOD: &str = "vm=vm-1000&vm=vm-1001&vm=vm-1009&name.vm-1009=db-01x&net.network-1=pod&net.network-2=multus:backend-net&net.network-3=ignored&ds.datastore-1=replicated&ds.datastore-2=local&app=web-batch&type=warm&cutover=2026-12-24T18%3A30";
 
 #[tokio::test]
 async fn an_import_is_created_only_when_confirmed_with_the_users_token() {
@@ -1071,7 +1071,8 @@ async fn an_import_is_created_only_when_confirmed_with_the_users_token() {
                     {"id": "vm-1001", "name": "db-00", "targetName": "db-00"},
                     {"id": "vm-1009", "name": "db-01", "targetName": "db-01x"}
                 ],
-                "migrationType": "warm", "start": true, "enableAdoption": true, "adoptionMode": "labels"
+                "migrationType": "warm", "cutover": "2026-12-24T18:30:00Z",
+                "start": true, "enableAdoption": true, "adoptionMode": "labels"
             }
         })
     );
