@@ -32,6 +32,8 @@ pub const STALL_SECONDS: i64 = 15 * 60;
 pub struct ImportView {
     /// The Plan's name.
     pub name: String,
+    /// The Plan's UID, which Forklift puts in the `plan` label of what it creates.
+    pub uid: String,
     /// The vm-import application that made it, when one did.
     pub app: Option<String>,
     /// The Plan's state, from its conditions.
@@ -74,6 +76,56 @@ pub struct VmProgress {
     /// Whether the Plan's latest Migration lists it in `spec.cancel` (asked, maybe not
     /// yet done).
     pub cancel_asked: bool,
+    /// What Forklift created for it so far (DataVolumes, PVCs, pods), when they were
+    /// read.
+    pub resources: Vec<ResourceView>,
+}
+
+/// A DataVolume, PVC or pod Forklift created for a VM's import.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceView {
+    /// `DataVolume`, `PersistentVolumeClaim` or `Pod`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// Its phase, with a DataVolume's progress (`ImportInProgress 45.00%`).
+    pub phase: String,
+}
+
+/// Puts each object Forklift created for the import (labelled `plan=<Plan UID>` and
+/// `vmID=<source id>`, as its `pkg/controller/plan/kubevirt.go` labels DataVolumes,
+/// their PVCs and the conversion pod) with its VM, in kind then name order.
+pub fn attach_resources(import: &mut ImportView, objects: &[Value]) {
+    let mut found: Vec<(&str, ResourceView)> = objects
+        .iter()
+        .filter(|o| text(o, &format!("/metadata/labels/{FORKLIFT_PLAN_UID}")) == import.uid && !import.uid.is_empty())
+        .map(|o| {
+            let kind = text(o, "/kind");
+            let phase = text(o, "/status/phase");
+            let progress = text(o, "/status/progress");
+            let phase = if kind == "DataVolume" && !progress.is_empty() && progress != "N/A" {
+                format!("{phase} {progress}")
+            } else {
+                phase.to_owned()
+            };
+            (
+                text(o, &format!("/metadata/labels/{FORKLIFT_VM_ID}")),
+                ResourceView {
+                    kind: kind.to_owned(),
+                    name: text(o, "/metadata/name").to_owned(),
+                    phase,
+                },
+            )
+        })
+        .collect();
+    found.sort_by(|a, b| (&a.1.kind, &a.1.name).cmp(&(&b.1.kind, &b.1.name)));
+    for vm in &mut import.vms {
+        vm.resources = found
+            .iter()
+            .filter(|(id, _)| *id == vm.id)
+            .map(|(_, r)| r.clone())
+            .collect();
+    }
 }
 
 /// One pipeline step.
@@ -347,6 +399,7 @@ pub fn imports(plans: &[Value], migrations: &[Value], vms: &[Value], now: Timest
                                 .any(|c| text(c, "/type") == "Canceled" && text(c, "/status") == "True")
                         }),
                         cancel_asked: asked.contains(&id.as_str()),
+                        resources: Vec::new(),
                         id,
                     }
                 })
@@ -365,6 +418,7 @@ pub fn imports(plans: &[Value], migrations: &[Value], vms: &[Value], now: Timest
                     .map(|m| text(m, "/spec/cutover").to_owned())
                     .filter(|c| !c.is_empty()),
                 vms,
+                uid: uid.to_owned(),
                 name,
             }
         })
@@ -477,6 +531,14 @@ pub fn pipeline(import: &ImportView) -> String {
                 &rows,
             ));
         }
+        for r in &v.resources {
+            let phase = if r.phase.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", r.phase)
+            };
+            out.push_str(&format!("  {} {}{phase}\n", r.kind, r.name));
+        }
     }
     out
 }
@@ -584,6 +646,65 @@ mod tests {
         let views = imports(&[warm], &[migration(json!("2026-12-04T12:00:00Z"))], &[], now());
         assert_eq!(views[0].cutover.as_deref(), Some("2026-12-04T12:00:00Z"));
         assert!(!views[0].can_cut_over(), "already set");
+    }
+
+    #[test]
+    fn each_vm_gets_what_forklift_created_for_it() {
+        let labelled = |kind: &str, name: &str, plan: &str, vm: &str, status: Value| json!({"kind": kind, "metadata": {"name": name, "labels": {"plan": plan, "vmID": vm, "migration": "m"}}, "status": status});
+        let mut views = imports(&[plan("p", false, json!([transferring()]))], &[], &[], now());
+        attach_resources(
+            &mut views[0],
+            &[
+                labelled("Pod", "p-vm-101-v2v", "uid-p", "vm-101", json!({"phase": "Running"})),
+                labelled(
+                    "DataVolume",
+                    "p-vm-101-disk-0",
+                    "uid-p",
+                    "vm-101",
+                    json!({"phase": "ImportInProgress", "progress": "45.00%"}),
+                ),
+                labelled(
+                    "PersistentVolumeClaim",
+                    "p-vm-101-disk-0",
+                    "uid-p",
+                    "vm-101",
+                    json!({"phase": "Bound"}),
+                ),
+                labelled(
+                    "DataVolume",
+                    "other-plan",
+                    "uid-q",
+                    "vm-101",
+                    json!({"phase": "Succeeded"}),
+                ),
+                labelled(
+                    "DataVolume",
+                    "other-vm",
+                    "uid-p",
+                    "vm-999",
+                    json!({"phase": "Succeeded", "progress": "N/A"}),
+                ),
+            ],
+        );
+        let got: Vec<(&str, &str, &str)> = views[0].vms[0]
+            .resources
+            .iter()
+            .map(|r| (r.kind.as_str(), r.name.as_str(), r.phase.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("DataVolume", "p-vm-101-disk-0", "ImportInProgress 45.00%"),
+                ("PersistentVolumeClaim", "p-vm-101-disk-0", "Bound"),
+                ("Pod", "p-vm-101-v2v", "Running")
+            ]
+        );
+        let text = pipeline(&views[0]);
+        assert!(
+            text.contains("  DataVolume p-vm-101-disk-0 (ImportInProgress 45.00%)\n"),
+            "{text}"
+        );
+        assert!(text.contains("  Pod p-vm-101-v2v (Running)\n"), "{text}");
     }
 
     #[test]

@@ -332,12 +332,48 @@ async fn render_imports(
     );
     match plan {
         None => Ok(crate::imports::table(&views)),
-        Some(name) => views
-            .iter()
-            .find(|i| i.name == name)
-            .map(crate::imports::pipeline)
-            .ok_or_else(|| ClientError::NoSuchImport(format!("(Plan) {name} in namespace {namespace}"))),
+        Some(name) => {
+            let mut import = views
+                .into_iter()
+                .find(|i| i.name == name)
+                .ok_or_else(|| ClientError::NoSuchImport(format!("(Plan) {name} in namespace {namespace}")))?;
+            let objects = created_for(client, namespace, &import.uid).await;
+            crate::imports::attach_resources(&mut import, &objects);
+            Ok(crate::imports::pipeline(&import))
+        }
     }
+}
+
+/// What Forklift created for the Plan with UID `plan_uid` (its `plan` label):
+/// DataVolumes, PVCs and pods, each with its kind. Optional detail: a kind the user may
+/// not list, or that the cluster does not serve, is left out.
+async fn created_for(client: &Client, namespace: &str, plan_uid: &str) -> Vec<Value> {
+    if plan_uid.is_empty() {
+        return Vec::new();
+    }
+    let selector = ListParams::default().labels(&format!("plan={plan_uid}"));
+    let kinds = [
+        ("cdi.kubevirt.io", "v1beta1", "DataVolume", "datavolumes"),
+        ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+        ("", "v1", "Pod", "pods"),
+    ];
+    let lists = futures::future::join_all(kinds.iter().map(|(group, version, kind, plural)| {
+        let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        let selector = selector.clone();
+        async move { api.list(&selector).await.map(json_items).unwrap_or_default() }
+    }))
+    .await;
+    lists
+        .into_iter()
+        .zip(kinds)
+        .flat_map(|(items, (_, _, kind, _))| {
+            items.into_iter().map(move |mut o| {
+                o["kind"] = Value::from(kind);
+                o
+            })
+        })
+        .collect()
 }
 
 /// [`imports`], printed again through `print` each time a Plan of `namespace` changes

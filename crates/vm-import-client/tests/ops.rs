@@ -323,3 +323,52 @@ async fn a_cluster_without_kubevirts_api_is_named_not_the_vm() {
     let err = commands::power(&client, "tenant-a", "web", "stop").await.unwrap_err();
     assert!(matches!(err, ClientError::NoSubresourceApi), "{err:?}");
 }
+
+#[tokio::test]
+async fn one_imports_pipeline_names_what_forklift_created_for_each_vm() {
+    let plan = json!({"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Plan",
+        "metadata": {"name": "batch", "namespace": "tenant-a", "uid": "uid-p"}, "spec": {"warm": false},
+        "status": {"conditions": [{"type": "Executing", "status": "True"}],
+                   "migration": {"vms": [{"id": "vm-1", "name": "web", "phase": "CopyDisks", "pipeline": []}]}}});
+    let dv = json!({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume",
+        "metadata": {"name": "batch-vm-1-disk-0", "namespace": "tenant-a", "labels": {"plan": "uid-p", "vmID": "vm-1"}},
+        "status": {"phase": "ImportInProgress", "progress": "12.50%"}});
+    let (client, seen) = mock(vec![
+        (
+            "GET",
+            "/apis/forklift.konveyor.io/v1beta1/namespaces/tenant-a/plans".into(),
+            200,
+            list(vec![plan]),
+        ),
+        (
+            "GET",
+            "/apis/forklift.konveyor.io/v1beta1/namespaces/tenant-a/migrations".into(),
+            200,
+            list(vec![]),
+        ),
+        ("GET", VMS.into(), 200, list(vec![])),
+        (
+            "GET",
+            "/apis/cdi.kubevirt.io/v1beta1/namespaces/tenant-a/datavolumes".into(),
+            200,
+            list(vec![dv]),
+        ),
+        ("GET", CLAIMS.into(), 200, list(vec![])),
+    ]);
+    let out = commands::imports(&client, "tenant-a", Some("batch")).await.unwrap();
+    assert!(
+        out.contains("  DataVolume batch-vm-1-disk-0 (ImportInProgress 12.50%)\n"),
+        "{out}"
+    );
+    let seen = seen.lock().unwrap();
+    let labelled: Vec<&str> = seen
+        .iter()
+        .map(|(r, _)| r.as_str())
+        .filter(|r| r.contains("labelSelector=plan%3Duid-p"))
+        .collect();
+    assert_eq!(
+        labelled.len(),
+        3,
+        "DataVolumes, PVCs and pods, by the Plan's UID: {labelled:?}"
+    );
+}

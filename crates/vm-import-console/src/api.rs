@@ -175,6 +175,10 @@ pub enum Kind {
     Migration,
     /// `forklift.konveyor.io/v1beta1` Provider.
     Provider,
+    /// `cdi.kubevirt.io/v1beta1` DataVolume.
+    DataVolume,
+    /// `v1` Pod.
+    Pod,
     /// `k8s.cni.cncf.io/v1` NetworkAttachmentDefinition (Multus).
     Attachment,
     /// `apps.cozystack.io/v1alpha1` VMImport, the vm-import application.
@@ -207,6 +211,11 @@ impl Kind {
                 resource("forklift.konveyor.io/v1beta1", "Provider", "providers"),
                 "Providers",
             ),
+            Self::DataVolume => (
+                resource("cdi.kubevirt.io/v1beta1", "DataVolume", "datavolumes"),
+                "DataVolumes",
+            ),
+            Self::Pod => (resource("v1", "Pod", "pods"), "Pods"),
             Self::Attachment => (
                 resource(
                     "k8s.cni.cncf.io/v1",

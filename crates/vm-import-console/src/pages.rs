@@ -339,6 +339,16 @@ fn vm_progress(namespace: &str, plan: &str, v: &VmProgress, may_cancel: bool) ->
                     tbody { @for s in &v.steps { (step_row(s)) } }
                 }
             }
+            @if !v.resources.is_empty() {
+                p.resources {
+                    "Created for it: "
+                    @for (i, r) in v.resources.iter().enumerate() {
+                        @if i > 0 { "; " }
+                        (r.kind) " " span.mono { (r.name) }
+                        @if !r.phase.is_empty() { " (" (r.phase) ")" }
+                    }
+                }
+            }
         }
     }
 }

@@ -705,10 +705,36 @@ async fn user_import_and_cancel(
     ns: &str,
     plan: &str,
 ) -> Result<(imports::ImportView, bool), Response> {
-    let import = user_import(state, headers, ns, plan).await?;
+    let mut import = user_import(state, headers, ns, plan).await?;
     let client = user(state, headers).await?;
-    let allowed = may_cancel(&client, ns, &import).await;
+    let (allowed, objects) = tokio::join!(may_cancel(&client, ns, &import), resources(&client, ns, &import.uid));
+    imports::attach_resources(&mut import, &objects);
     Ok((import, allowed))
+}
+
+/// What Forklift created for the Plan with UID `plan_uid`: one LIST each of
+/// DataVolumes, PVCs and pods labelled with it, from the API server's watch cache (the
+/// page refreshes every 3 seconds), with the user's token, each object with
+/// its kind. Optional detail: a kind the user may not list, or that the cluster does not
+/// serve, is left out.
+async fn resources(client: &Client, ns: &str, plan_uid: &str) -> Vec<Value> {
+    if plan_uid.is_empty() {
+        return Vec::new();
+    }
+    let selector = format!("plan={plan_uid}");
+    let (dvs, pvcs, pods) = tokio::join!(
+        api::list_read(client, Kind::DataVolume, ns, Some(&selector), None, Read::Cached),
+        api::list_read(client, Kind::Claim, ns, Some(&selector), None, Read::Cached),
+        api::list_read(client, Kind::Pod, ns, Some(&selector), None, Read::Cached),
+    );
+    let mut objects = Vec::new();
+    for (kind, items) in [("DataVolume", dvs), ("PersistentVolumeClaim", pvcs), ("Pod", pods)] {
+        for mut object in items.unwrap_or_default() {
+            object["kind"] = Value::from(kind);
+            objects.push(object);
+        }
+    }
+    objects
 }
 
 #[derive(Debug, Deserialize)]

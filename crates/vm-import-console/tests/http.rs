@@ -741,6 +741,36 @@ async fn the_imports_page_shows_each_vms_steps_under_the_users_token() {
     );
     let pending = &failed[failed.find(r#"data-step="ImageConversion""#).unwrap()..];
     assert!(!pending[..pending.find("</tr>").unwrap()].contains("<progress"));
+    // What Forklift created for each VM, by its labels (`plan=<Plan UID>`, `vmID`): one
+    // LIST per kind; pods the viewer may not list are left out.
+    let copying =
+        &page[page.find(r#"data-source-vm="vm-201""#).unwrap()..page.find(r#"data-source-vm="vm-202""#).unwrap()];
+    assert!(
+        copying.contains(
+            r#"DataVolume <span class="mono">vm-import-batch2-vm-201-disk-0</span> (ImportInProgress 45.00%)"#
+        ) && copying
+            .contains(r#"PersistentVolumeClaim <span class="mono">vm-import-batch2-vm-201-disk-0</span> (Bound)"#),
+        "{copying}"
+    );
+    assert!(!page.contains("vm-202-v2v"), "the viewer may not list pods");
+    let labelled: Vec<String> = standin
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.contains("labelSelector=plan%3Dp2"))
+        .map(|s| s.path.split('?').next().unwrap().rsplit('/').next().unwrap().to_owned())
+        .collect();
+    let mut kinds = labelled.clone();
+    kinds.sort();
+    assert_eq!(kinds, ["datavolumes", "persistentvolumeclaims", "pods"], "{labelled:?}");
+    let (_, _, admin) = send(
+        &app,
+        get("/ns/tenant-demo/imports/vm-import-batch2", Some("admin-token")),
+    )
+    .await;
+    assert!(
+        admin.contains(r#"Pod <span class="mono">vm-import-batch2-vm-202-v2v</span> (Failed)"#),
+        "{admin}"
+    );
     // The finished import links its VM to its page in Imported VMs.
     let (_, _, done) = send(
         &app,

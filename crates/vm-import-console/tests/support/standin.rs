@@ -535,6 +535,33 @@ async fn api(State(s): State<StandIn>, method: Method, uri: Uri, headers: Header
             Json(json!({"metadata": {"name": name}, "spec": {"volumeName": format!("pv-{name}"), "storageClassName": "replicated",
                 "resources": {"requests": {"storage": "40Gi"}}}, "status": {"phase": "Bound", "capacity": {"storage": "40Gi"}}})).into_response()
         }
+        // What Forklift created for vm-import-batch2 (Plan UID p2), by its labels.
+        ("GET", p)
+            if p == format!("/apis/cdi.kubevirt.io/v1beta1/namespaces/{NS}/datavolumes")
+                && uri.query().is_some_and(|q| q.contains("plan%3Dp2")) =>
+        {
+            list(vec![
+                json!({"metadata": {"name": "vm-import-batch2-vm-201-disk-0", "labels": {"plan": "p2", "vmID": "vm-201"}}, "status": {"phase": "ImportInProgress", "progress": "45.00%"}}),
+            ])
+        }
+        ("GET", p)
+            if p == format!("/api/v1/namespaces/{NS}/persistentvolumeclaims")
+                && uri.query().is_some_and(|q| q.contains("plan%3Dp2")) =>
+        {
+            list(vec![
+                json!({"metadata": {"name": "vm-import-batch2-vm-201-disk-0", "labels": {"plan": "p2", "vmID": "vm-201"}}, "status": {"phase": "Bound"}}),
+            ])
+        }
+        ("GET", p)
+            if p == format!("/api/v1/namespaces/{NS}/pods")
+                && uri.query().is_some_and(|q| q.contains("plan%3Dp2"))
+                && token != "viewer-token" =>
+        {
+            list(vec![
+                json!({"metadata": {"name": "vm-import-batch2-vm-202-v2v", "labels": {"plan": "p2", "vmID": "vm-202"}}, "status": {"phase": "Failed"}}),
+            ])
+        }
+        ("GET", p) if p == format!("/api/v1/namespaces/{NS}/pods") => status(403, "Forbidden", "pods is forbidden"),
         ("GET", p) if p == format!("/api/v1/namespaces/{NS}/configmaps") => list(vec![
             json!({"metadata": {"name": "vm-adopted-web-01"}, "data": {"vmName": "web-01", "sourcePlan": "vm-import-demo", "sourceType": "vmware", "adoptedAt": "2026-11-20T09:12:44Z", "managementEndpoint": "kubectl"}}),
             json!({"metadata": {"name": "vm-adopted-db-01"}, "data": {"vmName": "db-01", "sourcePlan": "vm-import-demo", "sourceType": "vmware", "adoptedAt": "2026-11-20T09:14:02Z", "managementEndpoint": "kubectl"}}),
