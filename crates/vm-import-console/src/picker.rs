@@ -24,6 +24,9 @@ pub const PAGE_SIZE: usize = 50;
 pub struct Choice {
     /// The search.
     pub query: String,
+    /// The folder (a path like `/vm/prod`) whose VMs, and its subfolders', are shown;
+    /// empty: all.
+    pub folder: String,
     /// The picker's page, from 1.
     pub page: usize,
     /// The draft.
@@ -46,6 +49,7 @@ pub fn choice(provider: &str, params: &[(String, String)], inventory: &Inventory
     for (key, value) in params {
         match key.as_str() {
             "q" => choice.query = value.clone(),
+            "folder" => choice.folder = value.trim_end_matches('/').to_owned(),
             "page" => choice.page = value.parse().unwrap_or(1).max(1),
             "vm" if !value.is_empty() => {
                 draft.vms.entry(value.clone()).or_default();
@@ -189,12 +193,31 @@ fn concerns(vm: &SourceVm) -> Markup {
     }
 }
 
+/// Every folder holding a VM, with its ancestors, each with how many VMs it holds
+/// (its subfolders' included), in path order: the folder tree, flattened.
+pub fn folders<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<(String, usize)> {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for path in paths {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        for depth in 1..=parts.len() {
+            *counts.entry(format!("/{}", parts[..depth].join("/"))).or_default() += 1;
+        }
+    }
+    counts.into_iter().collect()
+}
+
+/// Whether a VM's folder `path` is `folder` or beneath it; every path is under "".
+fn in_folder(path: &str, folder: &str) -> bool {
+    folder.is_empty() || path == folder || path.strip_prefix(folder).is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Step 2: the picker.
 pub fn vms(namespace: &str, provider: &str, inventory: &Inventory, taken: &Taken, choice: &Choice) -> Markup {
-    let matching: Vec<(&SourceVm, String)> = inventory
-        .vms
+    let all: Vec<(&SourceVm, String)> = inventory.vms.iter().map(|vm| (vm, inventory.folder_path(vm))).collect();
+    let folders = folders(all.iter().map(|(_, path)| path.as_str()));
+    let matching: Vec<&(&SourceVm, String)> = all
         .iter()
-        .map(|vm| (vm, inventory.folder_path(vm)))
+        .filter(|(_, path)| in_folder(path, &choice.folder))
         .filter(|(vm, path)| newimport::matches(vm, path, &choice.query))
         .collect();
     let pages = matching.len().div_ceil(PAGE_SIZE).max(1);
@@ -218,6 +241,12 @@ pub fn vms(namespace: &str, provider: &str, inventory: &Inventory, taken: &Taken
                 }
                 (carried(&choice.draft, false, false, true, true))
                 div.filter {
+                    select name="folder" aria-label="Folder" {
+                        option value="" selected[choice.folder.is_empty()] { "All folders" }
+                        @for (path, count) in &folders {
+                            option value=(path) selected[*path == choice.folder] { (path) " (" (count) ")" }
+                        }
+                    }
                     input type="search" name="q" value=(choice.query) placeholder="Search name, folder, guest OS" aria-label="Search VMs";
                     button type="submit" name="page" value="1" { "Search" }
                     span.count { (matching.len()) " of " (inventory.vms.len()) " VMs" }
@@ -545,6 +574,22 @@ mod tests {
             &inventory(),
         );
         assert_eq!(&again.draft, d);
+    }
+
+    #[test]
+    fn the_folder_tree_counts_each_folder_with_its_subfolders() {
+        let tree = folders(["/vm/prod", "/vm/prod/db", "/vm/dev", "/vm/prod"].into_iter());
+        assert_eq!(
+            tree,
+            [
+                ("/vm".to_owned(), 4),
+                ("/vm/dev".to_owned(), 1),
+                ("/vm/prod".to_owned(), 3),
+                ("/vm/prod/db".to_owned(), 1)
+            ]
+        );
+        assert!(in_folder("/vm/prod/db", "/vm/prod") && in_folder("/vm/prod", "/vm/prod") && in_folder("/x", ""));
+        assert!(!in_folder("/vm/production", "/vm/prod"));
     }
 
     #[test]

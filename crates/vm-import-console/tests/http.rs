@@ -961,6 +961,25 @@ async fn the_picker_reads_the_inventory_with_the_users_token_only_and_keeps_the_
         let path = format!("/providers/vsphere/{}/{collection}", support::standin::PROVIDER_UID);
         assert_eq!(seen.iter().filter(|s| s.path == path).count(), 1, "{path}: {seen:?}");
     }
+    // The folder tree, each folder with its VMs; one folder's VMs, searched.
+    assert!(body.contains(r#"<option value="/vm">/vm (200)</option>"#), "{body}");
+    assert!(
+        body.contains(r#"<option value="/vm/prod">/vm/prod (50)</option>"#),
+        "{body}"
+    );
+    let (_, _, prod) = send(
+        &app,
+        get(
+            &format!("{NEW}/vsphere?folder=%2Fvm%2Fprod&q=web"),
+            Some("viewer-token"),
+        ),
+    )
+    .await;
+    assert!(
+        prod.contains("25 of 200 VMs") && prod.contains(r#"<option value="/vm/prod" selected>"#),
+        "{prod}"
+    );
+    assert!(!prod.contains(">db-00<"), "db-00 is in /vm/staging");
     // A critical concern blocks its VM; a warning does not.
     let (_, _, body) = send(&app, get(&format!("{NEW}/vsphere?q=mail-01"), Some("viewer-token"))).await;
     assert!(body.contains("Shareable disk detected"));
