@@ -276,6 +276,29 @@ pub async fn service_account_token(
         .ok_or_else(|| Error::TestData("TokenRequest".into(), "no token issued".into()))
 }
 
+/// ServiceAccount `name` in `namespace`, bound to a Role of the same name with `rules`,
+/// and a token of it valid for 10 minutes: a tenant user for the tests.
+pub async fn account(client: &Client, namespace: &str, name: &str, rules: Value) -> Result<String, Error> {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let role: Role = serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules}))
+        .map_err(|e| Error::TestData("Role".into(), e.to_string()))?;
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &role)
+        .await
+        .map_err(failed(format!("create Role {name}")))?;
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]
+    }))
+    .map_err(|e| Error::TestData("RoleBinding".into(), e.to_string()))?;
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .map_err(failed(format!("create RoleBinding {name}")))?;
+    service_account_token(client, namespace, name, 600).await
+}
+
 /// A client of the current cluster that authenticates with `token` alone.
 pub async fn client_with_token(token: &str) -> Result<Client, Error> {
     let mut config = kube::Config::infer()

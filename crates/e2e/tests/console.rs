@@ -12,48 +12,17 @@ use axum::{
     body::{Body, to_bytes},
     http::{Request, StatusCode, header},
 };
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::{Api, api::PostParams};
+use kube::Api;
 use serde_json::json;
 use tower::ServiceExt;
 use vm_import_console::{
-    api::Target,
     server::{AppState, CSRF_COOKIE, StreamSettings, router},
     streams::Sessions,
 };
 use vm_import_e2e::cluster;
 
-/// The current kubeconfig context's server and CA, for the console's own clients.
-fn target() -> Target {
-    let cluster = cluster::current_cluster().unwrap_or_else(|e| panic!("{e}"));
-    Target {
-        server: cluster.server.unwrap(),
-        ca_file: cluster.certificate_authority.clone(),
-        ca_data: cluster.certificate_authority_data.clone(),
-        insecure: cluster.insecure_skip_tls_verify.unwrap_or(false),
-        pool: Default::default(),
-    }
-}
-
-/// A ServiceAccount `name` in `ns` bound to a Role with `rules`, and a token for it.
-async fn account(client: &kube::Client, ns: &str, name: &str, rules: serde_json::Value) -> String {
-    let role: Role = serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules})).unwrap();
-    Api::<Role>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
-    }))
-    .unwrap();
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    cluster::service_account_token(client, ns, name, 600).await.unwrap()
-}
+mod support;
+use support::{account, target};
 
 /// What a reader may do: read what the console shows, and nothing else.
 fn reader_rules() -> serde_json::Value {

@@ -12,7 +12,6 @@ use axum::{
     body::{Body, to_bytes},
     http::{Request, StatusCode, header},
 };
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::{
     Api,
     api::{Patch, PatchParams, PostParams},
@@ -26,51 +25,40 @@ use vm_import_console::{
 };
 use vm_import_e2e::{cluster, inventory as forklift, objects};
 
+mod support;
+use support::{account, target};
+
 const CSRF: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The current kubeconfig context's server and CA, for the console's own clients.
-fn target(server: Option<String>) -> Target {
-    let cluster = cluster::current_cluster().unwrap_or_else(|e| panic!("{e}"));
-    match server {
-        Some(url) => Target {
-            server: url,
-            ca_file: None,
-            ca_data: None,
-            insecure: false,
-            pool: Default::default(),
-        },
-        None => Target {
-            server: cluster.server.unwrap(),
-            ca_file: cluster.certificate_authority.clone(),
-            ca_data: cluster.certificate_authority_data.clone(),
-            insecure: cluster.insecure_skip_tls_verify.unwrap_or(false),
-            pool: Default::default(),
-        },
-    }
+/// The console on this cluster, reading Forklift's inventory at `inventory`.
+fn console(inventory: &str) -> axum::Router {
+    router(AppState {
+        target: target(),
+        secure_cookies: false,
+        default_namespace: None,
+        permissions: Default::default(),
+        metrics: Default::default(),
+        streams: Default::default(),
+        inventory: Some(InventorySource {
+            target: inventory_at(inventory),
+            timeout: Duration::from_secs(10),
+        }),
+    })
 }
 
-/// A ServiceAccount `name` in `ns` bound to a Role with `rules`, and a token for it.
-async fn account(client: &kube::Client, ns: &str, name: &str, rules: Value) -> String {
-    let role: Role = serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules})).unwrap();
-    Api::<Role>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
-    }))
-    .unwrap();
-    Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    cluster::service_account_token(client, ns, name, 600).await.unwrap()
+/// Forklift's inventory at `url`, as the console reaches it.
+fn inventory_at(url: &str) -> Target {
+    Target {
+        server: url.to_owned(),
+        ca_file: None,
+        ca_data: None,
+        insecure: false,
+        pool: Default::default(),
+    }
 }
 
 /// What a tenant admin has for an import: read its Providers, Plans and VMs (the
@@ -81,6 +69,25 @@ fn tenant_rules() -> Value {
         {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachines"], "verbs": ["get", "list"]},
         {"apiGroups": ["apps.cozystack.io"], "resources": ["vmimports"], "verbs": ["get", "list", "create"]}
     ])
+}
+
+/// vSphere Provider `vsphere` in `ns`, Ready as Forklift reports it; its UID.
+async fn ready_source(client: &kube::Client, ns: &str) -> String {
+    let providers = cluster::dynamic(client, "forklift.konveyor.io/v1beta1", "Provider", "providers", ns);
+    let provider = cluster::create(&providers, objects::provider("vsphere", ns))
+        .await
+        .unwrap();
+    providers
+        .patch_status(
+            "vsphere",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [
+                {"type": "Ready", "status": "True", "category": "Required", "reason": "Tested",
+                 "message": "The provider is ready.", "lastTransitionTime": "2026-12-07T10:00:00Z"}]}})),
+        )
+        .await
+        .unwrap();
+    provider.metadata.uid.unwrap()
 }
 
 async fn send(app: &axum::Router, request: Request<Body>) -> (StatusCode, String) {
@@ -110,37 +117,12 @@ async fn a_tenant_chooses_maps_reviews_and_imports_and_the_api_server_validates_
     forklift::ensure_vmimport_crd(&client, &schema).await.unwrap();
     let ns = cluster::namespace(&client, "vm-import-e2e-new").await.unwrap();
     let other = cluster::namespace(&client, "vm-import-e2e-new-other").await.unwrap();
-    let providers = cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Provider", "providers", &ns);
-    let provider = cluster::create(&providers, objects::provider("vsphere", &ns))
-        .await
-        .unwrap();
-    let uid = provider.metadata.uid.clone().unwrap();
-    providers
-        .patch_status(
-            "vsphere",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"conditions": [
-                {"type": "Ready", "status": "True", "category": "Required", "reason": "Tested",
-                 "message": "The provider is ready.", "lastTransitionTime": "2026-12-07T10:00:00Z"}]}})),
-        )
-        .await
-        .unwrap();
+    let uid = ready_source(&client, &ns).await;
     let tenant = account(&client, &ns, "tenant", tenant_rules()).await;
     let outsider = account(&client, &other, "tenant", tenant_rules()).await;
 
     let (url, seen) = forklift::serve(client.clone()).await.unwrap();
-    let app = router(AppState {
-        target: target(None),
-        secure_cookies: false,
-        default_namespace: None,
-        permissions: Default::default(),
-        metrics: Default::default(),
-        streams: Default::default(),
-        inventory: Some(InventorySource {
-            target: target(Some(url.clone())),
-            timeout: Duration::from_secs(10),
-        }),
-    });
+    let app = console(&url);
     let new = format!("/ns/{ns}/new-import/vsphere");
 
     // Search: the inventory is read with the tenant's own token, and Forklift's checks
@@ -235,7 +217,7 @@ async fn a_tenant_chooses_maps_reviews_and_imports_and_the_api_server_validates_
     let (status, body) = send(&app, get(&new, &outsider)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(!body.contains("db-00"));
-    let as_outsider = target(Some(url.clone()))
+    let as_outsider = inventory_at(&url)
         .client(&vm_import_console::token::from_header(Some(&format!("Bearer {outsider}"))).unwrap())
         .await
         .unwrap();
@@ -243,7 +225,7 @@ async fn a_tenant_chooses_maps_reviews_and_imports_and_the_api_server_validates_
         .await
         .unwrap_err();
     assert_eq!(e, InventoryError::Forbidden("vsphere".into()));
-    let as_nobody = target(Some(url))
+    let as_nobody = inventory_at(&url)
         .client(&vm_import_console::token::from_header(Some("Bearer not-a-token")).unwrap())
         .await
         .unwrap();
@@ -354,20 +336,7 @@ async fn a_tenant_imports_in_chromium_and_follows_it_to_adoption() {
     .unwrap();
     forklift::ensure_vmimport_crd(&client, &schema).await.unwrap();
     let ns = cluster::namespace(&client, "vm-import-e2e-journey").await.unwrap();
-    let providers = cluster::dynamic(&client, "forklift.konveyor.io/v1beta1", "Provider", "providers", &ns);
-    cluster::create(&providers, objects::provider("vsphere", &ns))
-        .await
-        .unwrap();
-    providers
-        .patch_status(
-            "vsphere",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"conditions": [
-                {"type": "Ready", "status": "True", "category": "Required", "reason": "Tested",
-                 "message": "The provider is ready.", "lastTransitionTime": "2026-12-07T10:00:00Z"}]}})),
-        )
-        .await
-        .unwrap();
+    ready_source(&client, &ns).await;
     // A tenant as Cozystack's roles make one: an import's objects, and what the
     // Imported VMs list reads.
     let mut rules = tenant_rules();
@@ -378,18 +347,7 @@ async fn a_tenant_imports_in_chromium_and_follows_it_to_adoption() {
     ]);
     let tenant = account(&client, &ns, "tenant", rules).await;
     let (url, _) = forklift::serve(client.clone()).await.unwrap();
-    let app = router(AppState {
-        target: target(None),
-        secure_cookies: false,
-        default_namespace: None,
-        permissions: Default::default(),
-        metrics: Default::default(),
-        streams: Default::default(),
-        inventory: Some(InventorySource {
-            target: target(Some(url)),
-            timeout: Duration::from_secs(10),
-        }),
-    });
+    let app = console(&url);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let console = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });

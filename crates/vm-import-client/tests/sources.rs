@@ -202,101 +202,43 @@ async fn source_vms_reads_the_inventory_with_the_kubeconfigs_token_and_filters_b
 #[tokio::test]
 async fn source_vms_errors_are_one_clear_line() {
     let (url, _) = inventory().await;
-    let access = InventoryAccess {
-        url: Some(url.clone()),
+    let at = |url: Option<&str>| InventoryAccess {
+        url: url.map(str::to_owned),
         ca_file: None,
     };
-    let error = |e: ClientError| e.to_string();
-    let e = ops::source_vms(
-        &kubeconfig("other-token"),
-        &api(),
-        "tenant-a",
-        "vsphere",
-        &access,
-        "",
-        Output::Table,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(error(e), "you may not read the inventory of provider vsphere");
-    let e = ops::source_vms(
-        &kubeconfig("stolen"),
-        &api(),
-        "tenant-a",
-        "vsphere",
-        &access,
-        "",
-        Output::Table,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(error(e), "the inventory service did not accept your credentials");
-    let e = ops::source_vms(
-        &kubeconfig(""),
-        &api(),
-        "tenant-a",
-        "vsphere",
-        &access,
-        "",
-        Output::Table,
-    )
-    .await
-    .unwrap_err();
+    let refused = |token: &'static str, provider: &'static str, access: InventoryAccess| async move {
+        ops::source_vms(
+            &kubeconfig(token),
+            &api(),
+            "tenant-a",
+            provider,
+            &access,
+            "",
+            Output::Table,
+        )
+        .await
+        .unwrap_err()
+    };
+    let inventory = || at(Some(&url));
+    let e = refused("other-token", "vsphere", inventory()).await;
+    assert_eq!(e.to_string(), "you may not read the inventory of provider vsphere");
+    let e = refused("stolen", "vsphere", inventory()).await;
+    assert_eq!(e.to_string(), "the inventory service did not accept your credentials");
+    let e = refused("", "vsphere", inventory()).await;
     assert!(matches!(e, ClientError::NoToken), "{e}");
-    let e = ops::source_vms(
-        &kubeconfig("tenant-token"),
-        &api(),
-        "tenant-a",
-        "old",
-        &access,
-        "",
-        Output::Table,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(error(e), "Provider old is not Ready: Login failed.");
-    let e = ops::source_vms(
-        &kubeconfig("tenant-token"),
-        &api(),
-        "tenant-a",
-        "nope",
-        &access,
-        "",
-        Output::Table,
-    )
-    .await
-    .unwrap_err();
-    assert!(error(e).starts_with("no vSphere Provider nope in namespace tenant-a"));
-    let none = InventoryAccess::default();
-    let e = ops::source_vms(
-        &kubeconfig("tenant-token"),
-        &api(),
-        "tenant-a",
-        "vsphere",
-        &none,
-        "",
-        Output::Table,
-    )
-    .await
-    .unwrap_err();
-    assert!(error(e).starts_with("no inventory service is configured"));
+    let e = refused("tenant-token", "old", inventory()).await;
+    assert_eq!(e.to_string(), "Provider old is not Ready: Login failed.");
+    let e = refused("tenant-token", "nope", inventory()).await;
+    assert!(
+        e.to_string()
+            .starts_with("no vSphere Provider nope in namespace tenant-a")
+    );
+    let e = refused("tenant-token", "vsphere", at(None)).await;
+    assert!(e.to_string().starts_with("no inventory service is configured"));
     // Nothing listens here: one clear line, not a panic.
-    let gone = InventoryAccess {
-        url: Some("http://127.0.0.1:9".into()),
-        ca_file: None,
-    };
-    let e = ops::source_vms(
-        &kubeconfig("tenant-token"),
-        &api(),
-        "tenant-a",
-        "vsphere",
-        &gone,
-        "",
-        Output::Table,
-    )
-    .await
-    .unwrap_err();
-    let message = error(e);
+    let message = refused("tenant-token", "vsphere", at(Some("http://127.0.0.1:9")))
+        .await
+        .to_string();
     assert!(
         message.starts_with("the inventory service cannot be reached"),
         "{message}"

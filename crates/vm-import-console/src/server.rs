@@ -1138,21 +1138,50 @@ async fn load_source(state: &AppState, headers: &HeaderMap, ns: &str, provider: 
     })
 }
 
+/// A New import step's source, loaded with the user's token, and the choice `params`
+/// carry, or the response that says why there is none.
+async fn source_and_choice(
+    state: &AppState,
+    headers: &HeaderMap,
+    ns: &str,
+    provider: &str,
+    params: &[(String, String)],
+) -> Result<(Loaded, picker::Choice), Response> {
+    let loaded = load_source(state, headers, ns, provider).await?;
+    let choice = picker::choice(provider, params, &loaded.inventory);
+    Ok((loaded, choice))
+}
+
+/// The mapping page again, naming what is wrong with the choice, if anything is: checked
+/// against the inventory and the namespace as they are now.
+fn refused_draft(ns: &str, loaded: &Loaded, choice: &picker::Choice) -> Option<Response> {
+    let problems = newimport::check(
+        &choice.draft,
+        &loaded.inventory,
+        &loaded.taken,
+        loaded.targets.attachments.as_deref(),
+    );
+    (!problems.is_empty()).then(|| {
+        page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            picker::mapping(ns, &loaded.inventory, choice, &loaded.targets, &problems),
+        )
+    })
+}
+
 async fn new_import_vms(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path((ns, provider)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let loaded = match load_source(&state, &headers, &ns, &provider).await {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let choice = picker::choice(&provider, &pairs(raw.as_deref()), &loaded.inventory);
-    page(
-        StatusCode::OK,
-        picker::vms(&ns, &provider, &loaded.inventory, &loaded.taken, &choice),
-    )
+    match source_and_choice(&state, &headers, &ns, &provider, &pairs(raw.as_deref())).await {
+        Ok((loaded, choice)) => page(
+            StatusCode::OK,
+            picker::vms(&ns, &provider, &loaded.inventory, &loaded.taken, &choice),
+        ),
+        Err(r) => r,
+    }
 }
 
 async fn new_import_mapping(
@@ -1161,11 +1190,10 @@ async fn new_import_mapping(
     Path((ns, provider)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let loaded = match load_source(&state, &headers, &ns, &provider).await {
-        Ok(l) => l,
+    let (loaded, mut choice) = match source_and_choice(&state, &headers, &ns, &provider, &pairs(raw.as_deref())).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    let mut choice = picker::choice(&provider, &pairs(raw.as_deref()), &loaded.inventory);
     if choice.draft.app.is_empty() {
         choice.draft.app = picker::default_app_name(&provider, &loaded.taken);
     }
@@ -1185,33 +1213,18 @@ async fn new_import_mapping(
     )
 }
 
-/// The draft's problems, against the inventory and the namespace as they are now.
-fn problems(loaded: &Loaded, choice: &picker::Choice) -> Vec<newimport::Problem> {
-    newimport::check(
-        &choice.draft,
-        &loaded.inventory,
-        &loaded.taken,
-        loaded.targets.attachments.as_deref(),
-    )
-}
-
 async fn new_import_review(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path((ns, provider)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let loaded = match load_source(&state, &headers, &ns, &provider).await {
-        Ok(l) => l,
+    let (loaded, choice) = match source_and_choice(&state, &headers, &ns, &provider, &pairs(raw.as_deref())).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    let choice = picker::choice(&provider, &pairs(raw.as_deref()), &loaded.inventory);
-    let found = problems(&loaded, &choice);
-    if !found.is_empty() {
-        return page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            picker::mapping(&ns, &loaded.inventory, &choice, &loaded.targets, &found),
-        );
+    if let Some(refused) = refused_draft(&ns, &loaded, &choice) {
+        return refused;
     }
     let (token, set) = match csrf(&state, &headers) {
         Ok(t) => t,
@@ -1238,18 +1251,13 @@ async fn new_import_create(
     if !csrf_ok(&headers, submitted) {
         return csrf_refused();
     }
-    let loaded = match load_source(&state, &headers, &ns, &provider).await {
-        Ok(l) => l,
+    let (loaded, choice) = match source_and_choice(&state, &headers, &ns, &provider, &form).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    let choice = picker::choice(&provider, &form, &loaded.inventory);
     // Checked again: the namespace or the inventory may have changed since the review.
-    let found = problems(&loaded, &choice);
-    if !found.is_empty() {
-        return page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            picker::mapping(&ns, &loaded.inventory, &choice, &loaded.targets, &found),
-        );
+    if let Some(refused) = refused_draft(&ns, &loaded, &choice) {
+        return refused;
     }
     let app = newimport::application(&ns, &choice.draft, &loaded.inventory);
     let back = format!(
