@@ -183,9 +183,12 @@ pub async fn ensure_crds(client: &Client, testdata: &Path) -> Result<(), Error> 
         });
         let obj: DynamicObject =
             serde_json::from_value(crd).map_err(|e| Error::TestData(relative.into(), e.to_string()))?;
-        crds.create(&PostParams::default(), &obj)
-            .await
-            .map_err(failed(format!("create CRD {name}")))?;
+        match crds.create(&PostParams::default(), &obj).await {
+            // Another test, running at the same time, created it first.
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(failed(format!("create CRD {name}"))(e)),
+        }
         wait_established(&crds, &name).await?;
     }
     Ok(())
