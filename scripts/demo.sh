@@ -11,10 +11,11 @@
 #   5. starts web-01 through KubeVirt's API, fully adopts db-01 (a VMInstance and a VMDisk
 #      through the real helm-controller, on the same PV), then stops it and shows the
 #      stop in its release's values (the two-way sync);
-#   6. runs the "Imported VMs" console, with charts from VictoriaMetrics and web-01's
-#      screen (Xvnc, through KubeVirt's `vnc` subresource) and serial console, behind a
-#      stand-in for the platform's sign-in proxy, with a ready token of a tenant user,
-#      and prints its URL.
+#   6. runs the "Imported VMs" console, with charts from VictoriaMetrics, web-01's
+#      screen (Xvnc, through KubeVirt's `vnc` subresource) and serial console, and New
+#      import from a stand-in for Forklift's inventory (200 VMs), behind a stand-in for
+#      the platform's sign-in proxy, with a ready token of a tenant user, and prints its
+#      URL.
 # `make demo-stop` (scripts/demo.sh stop) ends all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,7 @@ demo="$root/.testenv/demo"
 port="${DEMO_PORT:-8090}"
 
 stop() {
-  for name in proxy console controller; do
+  for name in proxy console inventory controller; do
     if [[ -f "$demo/$name.pid" ]]; then
       kill "$(cat "$demo/$name.pid")" 2>/dev/null || true
       rm -f "$demo/$name.pid"
@@ -112,11 +113,21 @@ echo "demo: the stop is in release vm-instance-db-01's values: runStrategy $(app
 "${kubectl[@]}" apply -f scripts/demo/user.yaml >/dev/null
 "${kubectl[@]}" -n tenant-demo create token demo-user --duration 24h >"$demo/token"
 chmod 600 "$demo/token"
+# Forklift's inventory for New import: 200 VMs behind the application's vSphere Provider.
+target/debug/vm-import-demo inventory --namespace tenant-demo >"$demo/inventory.log" 2>&1 &
+echo $! >"$demo/inventory.pid"
+for _ in $(seq 100); do
+  inventory_url="$(head -1 "$demo/inventory.log" | grep '^http' || true)"
+  [[ -n "$inventory_url" ]] && break
+  sleep 0.1
+done
+[[ -n "$inventory_url" ]] || { echo "demo: the inventory did not start; see $demo/inventory.log" >&2; exit 1; }
 console_port="$(free_port)"
 target/debug/vm-import-console --http-addr "127.0.0.1:$console_port" \
   --api-server "$(sed -n 's/.*server: "\([^"]*\)".*/\1/p' "$KUBECONFIG" | head -1)" \
   --ca-file "$VM_IMPORT_CLUSTER_DIR/pki/ca.crt" --secure-cookies=false \
   --metrics-url "$(cat "$VM_IMPORT_CLUSTER_DIR/metrics-url")" \
+  --inventory-url "$inventory_url" \
   --vendor-dir "$root/crates/vm-import-console/web/node_modules" \
   --default-namespace tenant-demo >"$demo/console.log" 2>&1 &
 echo $! >"$demo/console.pid"
@@ -137,6 +148,8 @@ The "Imported VMs" console: http://127.0.0.1:$port/
   (signed in as tenant-demo's demo-user; the controller's metrics: http://127.0.0.1:$controller_port/metrics)
   web-01's screen (VNC) and serial console: http://127.0.0.1:$port/ns/tenant-demo/vms/web-01/vnc
                                             http://127.0.0.1:$port/ns/tenant-demo/vms/web-01/serial
+  New import, from a 200-VM vSphere inventory: http://127.0.0.1:$port/ns/tenant-demo/new-import
+    (Import creates the VMImport application; nothing installs it here, as Cozystack would)
 Try:   $(scripts/cluster.sh env)
        kubectl -n tenant-demo get virtualmachines.kubevirt.io,configmaps
        target/debug/kubectl-vm_import -n tenant-demo list    (kubectl vm-import, once on the PATH)

@@ -11,6 +11,11 @@
 //!   PersistentVolume the claim
 //!   binds to (as a storage provisioner would make it: reclaim policy `Delete`), then
 //!   reports the migration `Completed` in the Plan's status.
+//! - `inventory --namespace NS`: plays Forklift's inventory service for New import: marks
+//!   the vSphere Providers of `NS` Ready, as Forklift does once it has validated one and
+//!   loaded its inventory, installs the `VMImport` CRD that stands in for Cozystack's apps
+//!   API, then serves a 200-VM vSphere for every Provider, authorizing each request as
+//!   Forklift does; prints its URL, and runs until stopped.
 
 use std::process::ExitCode;
 
@@ -40,6 +45,12 @@ enum Command {
         #[arg(long)]
         namespace: String,
     },
+    /// Serve Forklift's inventory for the vSphere Providers of a namespace.
+    Inventory {
+        /// The namespace of the Providers.
+        #[arg(long)]
+        namespace: String,
+    },
 }
 
 #[tokio::main]
@@ -48,6 +59,7 @@ async fn main() -> ExitCode {
     let result = match args.command {
         Command::Crds => crds().await,
         Command::Forklift { namespace } => forklift(&namespace).await,
+        Command::Inventory { namespace } => inventory(&namespace).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,6 +75,37 @@ async fn crds() -> Result<(), Error> {
     cluster::ensure_crds(&client, &testdata()).await?;
     cluster::ensure_vmadoption_crd(&client, &testdata()).await?;
     println!("CRDs installed");
+    Ok(())
+}
+
+async fn inventory(namespace: &str) -> Result<(), Error> {
+    let client = cluster::client().await?;
+    let schema: Value = serde_json::from_slice(
+        &std::fs::read(testdata().join("../packages/apps/vm-import/values.schema.json"))
+            .map_err(|e| Error::TestData("values.schema.json".into(), e.to_string()))?,
+    )
+    .map_err(|e| Error::TestData("values.schema.json".into(), e.to_string()))?;
+    vm_import_e2e::inventory::ensure_vmimport_crd(&client, &schema).await?;
+    let providers = Tenant::of(client.clone(), namespace.to_owned()).providers;
+    let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "category": "Required",
+        "reason": "Tested", "message": "The provider is ready.", "lastTransitionTime": "2026-12-07T10:00:00Z"}]}});
+    for provider in providers
+        .list(&ListParams::default())
+        .await
+        .map_err(failed("list Providers"))?
+        .items
+        .iter()
+        .filter(|p| p.data["spec"]["type"] == "vsphere")
+    {
+        let name = provider.metadata.name.clone().unwrap_or_default();
+        providers
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&ready))
+            .await
+            .map_err(failed(format!("mark Provider {name} Ready")))?;
+    }
+    let (url, _) = vm_import_e2e::inventory::serve(client).await?;
+    println!("{url}");
+    std::future::pending::<()>().await;
     Ok(())
 }
 
