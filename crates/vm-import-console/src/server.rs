@@ -542,29 +542,35 @@ impl ListParams {
     }
 }
 
+/// One page of the list of `ns` for the request's user and query, or the response that
+/// says why there is none (`back` is where its error page links).
+async fn user_list_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    ns: &str,
+    params: ListParams,
+    back: Option<&str>,
+) -> Result<(view::ListQuery, view::ListPage), Response> {
+    valid(&[ns])?;
+    let query = params.query()?;
+    let client = user(state, headers).await?;
+    let rows = load_rows(&client, ns).await.map_err(|e| error_page(&e, back))?;
+    let page = view::list_page(rows, &query);
+    Ok((query, page))
+}
+
 async fn list_page(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path(ns): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Response {
-    if let Err(r) = valid(&[&ns]) {
-        return r;
-    }
-    let query = match params.query() {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let client = match user(&state, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    match load_rows(&client, &ns).await {
-        Ok(rows) => page(
+    match user_list_page(&state, &headers, &ns, params, Some("/")).await {
+        Ok((query, list)) => page(
             StatusCode::OK,
-            pages::list(&ns, &view::list_page(rows, &query), &query, state.metrics.configured()),
+            pages::list(&ns, &list, &query, state.metrics.configured()),
         ),
-        Err(e) => error_page(&e, Some("/")),
+        Err(r) => r,
     }
 }
 
@@ -597,23 +603,9 @@ async fn rows_fragment(
     Path(ns): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Response {
-    if let Err(r) = valid(&[&ns]) {
-        return r;
-    }
-    let query = match params.query() {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let client = match user(&state, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    match load_rows(&client, &ns).await {
-        Ok(rows) => page(
-            StatusCode::OK,
-            pages::rows(&ns, &view::list_page(rows, &query).rows, state.metrics.configured()),
-        ),
-        Err(e) => error_page(&e, None),
+    match user_list_page(&state, &headers, &ns, params, None).await {
+        Ok((_, list)) => page(StatusCode::OK, pages::rows(&ns, &list.rows, state.metrics.configured())),
+        Err(r) => r,
     }
 }
 
