@@ -472,15 +472,20 @@ pub async fn may_retry(client: &Client, namespace: &str) -> bool {
     review(client, attributes).await.unwrap_or(true)
 }
 
-/// Retries Plan `plan` as the user: a new Migration of it (`<plan>-retry-<random>`),
-/// which Forklift runs for the VMs that failed or were cancelled. Returns its name.
-pub async fn retry(client: &Client, namespace: &str, plan: &str) -> Result<String, ApiError> {
+/// Retries Plan `plan` (UID `plan_uid`) as the user: a new Migration of it
+/// (`<plan>-retry-<random>`), which Forklift runs for the VMs that failed or were
+/// cancelled. The Plan owns it, so that deleting the import (the Plan) takes it along.
+/// Returns its name.
+pub async fn retry(client: &Client, namespace: &str, plan: &str, plan_uid: &str) -> Result<String, ApiError> {
     let (resource, _) = Kind::Migration.resource();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
     let migration: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "forklift.konveyor.io/v1beta1",
         "kind": "Migration",
-        "metadata": {"generateName": format!("{plan}-retry-")},
+        "metadata": {
+            "generateName": format!("{plan}-retry-"),
+            "ownerReferences": [{"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Plan", "name": plan, "uid": plan_uid}],
+        },
         "spec": {"plan": {"name": plan, "namespace": namespace}},
     }))
     .map_err(|e| ApiError::Other(format!("the Migration is malformed: {e}")))?;

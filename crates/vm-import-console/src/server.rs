@@ -817,15 +817,16 @@ async fn retry(
     if !csrf_ok(&headers, &form.csrf) {
         return csrf_refused();
     }
-    if let Err(r) = retry_target(&state, &headers, &ns, &plan).await {
-        return r;
-    }
+    let import = match retry_target(&state, &headers, &ns, &plan).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
     let client = match user(&state, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     let back = format!("/ns/{ns}/imports/{plan}");
-    match api::retry(&client, &ns, &plan).await {
+    match api::retry(&client, &ns, &plan, &import.uid).await {
         Ok(migration) => Redirect::to(&format!("{back}?retried={migration}")).into_response(),
         Err(e) => error_page(&e, Some(&back)),
     }

@@ -1279,6 +1279,11 @@ async fn failed_vms_are_retried_with_a_new_migration_only_when_confirmed_and_per
     assert_eq!(created.len(), 1);
     assert_eq!(created[0]["metadata"]["generateName"], "vm-import-old-retry-");
     assert_eq!(
+        created[0]["metadata"]["ownerReferences"],
+        serde_json::json!([{"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Plan", "name": "vm-import-old", "uid": "p3"}]),
+        "the Plan owns it: deleting the import takes it along"
+    );
+    assert_eq!(
         created[0]["spec"],
         serde_json::json!({"plan": {"name": "vm-import-old", "namespace": "tenant-demo"}})
     );
