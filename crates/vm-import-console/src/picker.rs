@@ -302,21 +302,12 @@ fn field_problems(problems: &[Problem], field: &str) -> Markup {
     html! { @for p in problems_for(problems, field) { span.error.field-problem { (p.message) } } }
 }
 
-/// What the mapping step offers besides pod and ignored, and suggests for StorageClasses.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Targets {
-    /// The namespace's NetworkAttachmentDefinitions, `None` where Multus is not served.
-    pub attachments: Option<Vec<String>>,
-    /// StorageClasses the user may list (often none: they are cluster-wide).
-    pub storage_classes: Vec<String>,
-}
-
 /// Step 3: names, networks, datastores and settings; `problems` from a review that failed.
 pub fn mapping(
     namespace: &str,
     inventory: &Inventory,
     choice: &Choice,
-    targets: &Targets,
+    attachments: Option<&[String]>,
     problems: &[Problem],
 ) -> Markup {
     let draft = &choice.draft;
@@ -379,12 +370,12 @@ pub fn mapping(
                                 td {
                                     select name={ "net." (id) } aria-label={ "Network for " (inventory.network_name(id)) } {
                                         option value="pod" selected[current == NetworkTarget::Pod] { "Pod network" }
-                                        @for nad in targets.attachments.iter().flatten() {
+                                        @for nad in attachments.into_iter().flatten() {
                                             @let t = NetworkTarget::Multus(nad.clone());
                                             option value=(t.form_value()) selected[current == t] { "Multus: " (nad) }
                                         }
                                         @if let NetworkTarget::Multus(other) = &current {
-                                            @if !targets.attachments.iter().flatten().any(|n| n == other) {
+                                            @if !attachments.into_iter().flatten().any(|n| n == other) {
                                                 option value=(current.form_value()) selected { "Multus: " (other) " (not found)" }
                                             }
                                         }
@@ -396,7 +387,7 @@ pub fn mapping(
                         }
                     }
                 }
-                @if targets.attachments.is_none() { p.muted { "This cluster serves no NetworkAttachmentDefinitions, so only the pod network is offered." } }
+                @if attachments.is_none() { p.muted { "This cluster serves no NetworkAttachmentDefinitions, so only the pod network is offered." } }
                 h2 { "Storage" }
                 table.datastores {
                     thead { tr { th { "Source datastore" } th { "StorageClass" } } }
@@ -404,13 +395,12 @@ pub fn mapping(
                         @for id in &datastores {
                             tr data-datastore=(id) {
                                 td { (inventory.datastore_name(id)) " " span.muted.mono { (id) } }
-                                td { input name={ "ds." (id) } value=(draft.storage.get(id).map_or("", String::as_str)) list="storage-classes" required placeholder="e.g. replicated" aria-label={ "StorageClass for " (inventory.datastore_name(id)) };
+                                td { input name={ "ds." (id) } value=(draft.storage.get(id).map_or("", String::as_str)) required placeholder="e.g. replicated" aria-label={ "StorageClass for " (inventory.datastore_name(id)) };
                                      (field_problems(problems, &format!("ds.{id}"))) }
                             }
                         }
                     }
                 }
-                datalist #storage-classes { @for c in &targets.storage_classes { option value=(c) {} } }
                 p { button.primary type="submit" { "Review" } }
             }
         },

@@ -1040,7 +1040,8 @@ struct Loaded {
     client: Client,
     inventory: Inventory,
     taken: Taken,
-    targets: picker::Targets,
+    /// The namespace's NetworkAttachmentDefinitions, `None` where Multus is not served.
+    attachments: Option<Vec<String>>,
 }
 
 fn inventory_refused(e: &InventoryError, back: &str) -> Response {
@@ -1124,10 +1125,7 @@ async fn load_source(state: &AppState, headers: &HeaderMap, ns: &str, provider: 
         client,
         inventory,
         taken: newimport::taken(&vms, &plans, &apps),
-        targets: picker::Targets {
-            attachments,
-            storage_classes: Vec::new(),
-        },
+        attachments,
     })
 }
 
@@ -1152,12 +1150,12 @@ fn refused_draft(ns: &str, loaded: &Loaded, choice: &picker::Choice) -> Option<R
         &choice.draft,
         &loaded.inventory,
         &loaded.taken,
-        loaded.targets.attachments.as_deref(),
+        loaded.attachments.as_deref(),
     );
     (!problems.is_empty()).then(|| {
         page(
             StatusCode::UNPROCESSABLE_ENTITY,
-            picker::mapping(ns, &loaded.inventory, choice, &loaded.targets, &problems),
+            picker::mapping(ns, &loaded.inventory, choice, loaded.attachments.as_deref(), &problems),
         )
     })
 }
@@ -1202,7 +1200,7 @@ async fn new_import_mapping(
     }
     page(
         StatusCode::OK,
-        picker::mapping(&ns, &loaded.inventory, &choice, &loaded.targets, &[]),
+        picker::mapping(&ns, &loaded.inventory, &choice, loaded.attachments.as_deref(), &[]),
     )
 }
 
